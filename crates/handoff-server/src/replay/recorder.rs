@@ -1,0 +1,265 @@
+//! The request body the handler reads, and the record of what it read.
+//!
+//! `PROTOCOL.md` part A, server 4: the echo starts with every body byte the server has
+//! received, *including the bytes the application already consumed*. So the handler does
+//! not own the request body: it reads it through a [`Recorder`] that keeps a reference to
+//! every consumed frame (`Bytes` clones, no copies) up to a bound, and that can take the
+//! body away from the handler the moment the request is handed back to the proxy.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::control::ReplayControl;
+use crate::BoxError;
+
+/// The shared state between a request's handler and the layer's response future.
+pub(super) struct Recorder<B> {
+    state: Mutex<RecorderState<B>>,
+    control: ReplayControl,
+    max_echo_bytes: usize,
+}
+
+struct RecorderState<B> {
+    /// The body as it arrives from the connection; `None` once taken for the echo.
+    body: Option<Pin<Box<B>>>,
+    /// Frames the handler already consumed, kept for the echo.
+    consumed: VecDeque<Bytes>,
+    consumed_len: usize,
+    /// The body ended or failed while the handler read it: nothing left to hand off.
+    finished: bool,
+}
+
+/// What the response future takes from the recorder to build the `379`'s body.
+pub(super) struct Handoff<B> {
+    pub(super) consumed: VecDeque<Bytes>,
+    pub(super) consumed_len: usize,
+    pub(super) rest: Pin<Box<B>>,
+}
+
+impl<B> Recorder<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    pub(super) fn new(body: B, control: ReplayControl, max_echo_bytes: usize) -> Self {
+        Self {
+            state: Mutex::new(RecorderState {
+                body: Some(Box::pin(body)),
+                consumed: VecDeque::new(),
+                consumed_len: 0,
+                finished: false,
+            }),
+            control,
+            max_echo_bytes,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RecorderState<B>> {
+        // A panic while holding the lock cannot leave the state torn: every update is a
+        // single push or flag write, so a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The handler's read: forwards the frame and keeps a reference to its data.
+    fn poll_frame(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut state = self.lock();
+        let Some(body) = state.body.as_mut() else {
+            return Poll::Ready(Some(Err(HandedOff.into())));
+        };
+        let polled = body.as_mut().poll_frame(cx);
+        let ended = body.is_end_stream();
+        let polled = match polled {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {
+                state.finished = true;
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Some(Err(err))) => {
+                state.finished = true;
+                return Poll::Ready(Some(Err(err.into())));
+            }
+            Poll::Ready(Some(Ok(frame))) => frame,
+        };
+        if let Some(data) = polled.data_ref() {
+            self.keep(&mut state, data);
+        }
+        state.finished |= ended;
+        Poll::Ready(Some(Ok(polled)))
+    }
+
+    fn keep(&self, state: &mut RecorderState<B>, data: &Bytes) {
+        if !self.control.is_replayable() {
+            return;
+        }
+        if state.consumed_len + data.len() > self.max_echo_bytes {
+            // Part of the issue's bounds: past the cap the request is no longer
+            // replayable and simply drains.
+            tracing::debug!(
+                max_echo_bytes = self.max_echo_bytes,
+                "request body outgrew the echo bound; it will drain instead of being replayed"
+            );
+            self.control.disable();
+            state.consumed = VecDeque::new();
+            state.consumed_len = 0;
+            return;
+        }
+        state.consumed_len += data.len();
+        state.consumed.push_back(data.clone());
+    }
+
+    /// Takes the body away from the handler if the request can still be handed off:
+    /// its body is not complete (part A, server 5), the handler did not disable replay and
+    /// the consumed bytes stayed within the bound.
+    pub(super) fn take_for_handoff(&self) -> Option<Handoff<B>> {
+        let mut state = self.lock();
+        let complete = state.finished || state.body.as_ref().is_none_or(|b| b.is_end_stream());
+        if complete || !self.control.is_replayable() {
+            return None;
+        }
+        let rest = state.body.take()?;
+        Some(Handoff {
+            consumed: std::mem::take(&mut state.consumed),
+            consumed_len: std::mem::replace(&mut state.consumed_len, 0),
+            rest,
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let state = self.lock();
+        state.body.as_ref().is_some_and(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let state = self.lock();
+        state
+            .body
+            .as_ref()
+            .map_or_else(SizeHint::default, |b| b.size_hint())
+    }
+}
+
+pin_project! {
+    /// The request body the inner service sees behind
+    /// [`PartialPostReplay`](super::PartialPostReplay).
+    ///
+    /// It yields the same frames as the original body. When the request is handed back to
+    /// the proxy, further reads fail with an error whose source is a [`HandedOff`] (the
+    /// handler's future is dropped at that point, so only work it spawned can see this).
+    pub struct RecordedBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        // The request is not eligible for replay: the body passes through untouched.
+        Plain { #[pin] body: B },
+        // The request may be handed off: reads go through the shared recorder.
+        Recorded { recorder: Arc<Recorder<B>> },
+    }
+}
+
+impl<B> RecordedBody<B> {
+    pub(super) fn plain(body: B) -> Self {
+        Self {
+            kind: Kind::Plain { body },
+        }
+    }
+
+    pub(super) fn recorded(recorder: Arc<Recorder<B>>) -> Self {
+        Self {
+            kind: Kind::Recorded { recorder },
+        }
+    }
+}
+
+impl<B> fmt::Debug for RecordedBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Plain { .. } => f.write_str("RecordedBody::Plain"),
+            Kind::Recorded { recorder } => f
+                .debug_tuple("RecordedBody::Recorded")
+                .field(recorder)
+                .finish(),
+        }
+    }
+}
+
+impl<B> Body for RecordedBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            KindProj::Plain { body } => body.poll_frame(cx).map_err(Into::into),
+            KindProj::Recorded { recorder } => recorder.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Plain { body } => body.is_end_stream(),
+            Kind::Recorded { recorder } => recorder.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Plain { body } => body.size_hint(),
+            Kind::Recorded { recorder } => recorder.size_hint(),
+        }
+    }
+}
+
+impl<B> fmt::Debug for Recorder<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder")
+            .field("consumed_len", &self.lock_for_debug())
+            .field("max_echo_bytes", &self.max_echo_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Recorder<B> {
+    fn lock_for_debug(&self) -> Option<usize> {
+        self.state.try_lock().ok().map(|s| s.consumed_len)
+    }
+}
+
+/// The error a handler's body read returns once its request was handed back to the proxy.
+///
+/// ```
+/// use handoff_server::replay::HandedOff;
+/// assert_eq!(
+///     HandedOff.to_string(),
+///     "the request body was handed back to the proxy (Partial POST Replay)"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandedOff;
+
+impl fmt::Display for HandedOff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the request body was handed back to the proxy (Partial POST Replay)")
+    }
+}
+
+impl std::error::Error for HandedOff {}
