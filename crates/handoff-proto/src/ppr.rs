@@ -252,10 +252,15 @@ fn echoed_uri(echo: &HeaderMap) -> Result<Uri, EchoError> {
         (None, None) => {}
     }
     builder = builder.path_and_query(path.unwrap_or_else(|| PathAndQuery::from_static("/")));
-    builder.build().map_err(|_| EchoError::Invalid(PSEUDO_ECHO_PATH))
+    builder
+        .build()
+        .map_err(|_| EchoError::Invalid(PSEUDO_ECHO_PATH))
 }
 
-fn single<'a>(echo: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a HeaderValue>, EchoError> {
+fn single<'a>(
+    echo: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a HeaderValue>, EchoError> {
     let mut values = echo.get_all(name).iter();
     let first = values.next();
     if values.next().is_some() {
@@ -395,7 +400,11 @@ mod tests {
     fn request_uri() -> impl Strategy<Value = Uri> {
         prop_oneof![
             "/[a-z0-9/]{0,20}(\\?[a-z0-9=&]{0,10})?".prop_map(|p| p.parse::<Uri>().unwrap()),
-            ("(http|https)", "[a-z]{1,10}(\\.[a-z]{1,5})?(:[1-9][0-9]{0,3})?", "/[a-z0-9/]{0,20}")
+            (
+                "(http|https)",
+                "[a-z]{1,10}(\\.[a-z]{1,5})?(:[1-9][0-9]{0,3})?",
+                "/[a-z0-9/]{0,20}"
+            )
                 .prop_map(|(s, a, p)| format!("{s}://{a}{p}").parse::<Uri>().unwrap()),
         ]
     }
@@ -489,7 +498,10 @@ mod tests {
         echo.append(PSEUDO_ECHO_METHOD, HeaderValue::from_static("PUT"));
         let err = EchoedHead::from_echo(&echo).unwrap_err();
         assert_eq!(err, EchoError::Repeated(PSEUDO_ECHO_METHOD));
-        assert_eq!(err.to_string(), "the echo repeats the pseudo-echo-method header");
+        assert_eq!(
+            err.to_string(),
+            "the echo repeats the pseudo-echo-method header"
+        );
     }
 
     #[test]
@@ -510,7 +522,10 @@ mod tests {
     fn empty_echo_name_is_an_error() {
         let mut echo = HeaderMap::new();
         echo.insert(PSEUDO_ECHO_METHOD, HeaderValue::from_static("POST"));
-        echo.insert(HeaderName::from_static("echo-"), HeaderValue::from_static("x"));
+        echo.insert(
+            HeaderName::from_static("echo-"),
+            HeaderValue::from_static("x"),
+        );
         assert_eq!(EchoedHead::from_echo(&echo), Err(EchoError::EmptyEchoName));
     }
 
