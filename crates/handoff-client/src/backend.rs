@@ -1,0 +1,201 @@
+//! Routing extensions shared by the replay layer and the balancer beneath it.
+//!
+//! A `379` asks the proxy to replay the request on a *different* origin (`PROTOCOL.md`
+//! part A, intermediary 2). tower's balancers pick a backend in `poll_ready`, before they see
+//! the request, so the layer cannot choose the backend itself: it tells the balancer which
+//! backends to skip with the [`AvoidBackends`] request extension, and the balancer tells the
+//! layer which backend answered with the [`ServedBy`] response extension.
+//!
+//! The balancer's side of the contract:
+//!
+//! - never send a request to a backend listed in its [`AvoidBackends`] extension;
+//! - put [`ServedBy`] on every response it got from a backend;
+//! - when every backend is avoided, answer `503 Service Unavailable` itself (the replay layer
+//!   hands that 503 to the client as the final answer).
+//!
+//! ```
+//! use handoff_client::backend::{AvoidBackends, ServedBy};
+//! use http::uri::Authority;
+//!
+//! let backends = [Authority::from_static("10.0.0.1:8080"), Authority::from_static("10.0.0.2:8080")];
+//!
+//! // What a balancer does with a request's extensions.
+//! fn pick<'a>(backends: &'a [Authority], ext: &http::Extensions) -> Option<&'a Authority> {
+//!     let avoid = ext.get::<AvoidBackends>();
+//!     backends.iter().find(|b| !avoid.is_some_and(|a| a.contains(b)))
+//! }
+//!
+//! let mut req = http::Request::new(());
+//! assert_eq!(pick(&backends, req.extensions()), Some(&backends[0]));
+//!
+//! req.extensions_mut().insert(AvoidBackends::from(vec![backends[0].clone()]));
+//! let chosen = pick(&backends, req.extensions()).unwrap();
+//! assert_eq!(chosen, &backends[1]);
+//!
+//! let mut res = http::Response::new(());
+//! res.extensions_mut().insert(ServedBy(chosen.clone()));
+//! assert_eq!(res.extensions().get::<ServedBy>().unwrap().0, backends[1]);
+//! ```
+
+use std::slice;
+
+use http::uri::Authority;
+
+/// Request extension: backends the balancer must not pick for this request.
+///
+/// Before each replay, the replay layer lists the backend that just answered `379` (on top of
+/// any list the caller put on the original request). It does not accumulate earlier ones: in
+/// a rolling restart an origin that handed a request back may be up again at the same
+/// address, and the balancer's health state knows that better. A balancer that finds every
+/// usable backend listed answers `503`. See the [module docs](self).
+///
+/// ```
+/// use handoff_client::backend::AvoidBackends;
+/// use http::uri::Authority;
+///
+/// let mut avoid = AvoidBackends::new();
+/// assert!(avoid.is_empty());
+/// avoid.push(Authority::from_static("a.internal:80"));
+/// avoid.push(Authority::from_static("A.INTERNAL:80")); // authorities compare case-insensitively
+/// assert_eq!(avoid.len(), 1);
+/// assert!(avoid.contains(&Authority::from_static("a.internal:80")));
+/// assert_eq!(avoid.iter().count(), 1);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AvoidBackends(Vec<Authority>);
+
+impl AvoidBackends {
+    /// An empty list.
+    ///
+    /// ```
+    /// assert!(handoff_client::backend::AvoidBackends::new().is_empty());
+    /// ```
+    pub fn new() -> Self {
+        AvoidBackends(Vec::new())
+    }
+
+    /// Whether `backend` is in the list.
+    ///
+    /// ```
+    /// use handoff_client::backend::AvoidBackends;
+    /// use http::uri::Authority;
+    ///
+    /// let avoid = AvoidBackends::from(vec![Authority::from_static("a:1")]);
+    /// assert!(avoid.contains(&Authority::from_static("a:1")));
+    /// assert!(!avoid.contains(&Authority::from_static("a:2")));
+    /// ```
+    pub fn contains(&self, backend: &Authority) -> bool {
+        self.0.iter().any(|b| b == backend)
+    }
+
+    /// The listed backends, oldest first.
+    ///
+    /// ```
+    /// use handoff_client::backend::AvoidBackends;
+    /// use http::uri::Authority;
+    ///
+    /// let avoid = AvoidBackends::from(vec![Authority::from_static("a:1"), Authority::from_static("b:1")]);
+    /// let hosts: Vec<&str> = avoid.iter().map(|a| a.host()).collect();
+    /// assert_eq!(hosts, ["a", "b"]);
+    /// ```
+    pub fn iter(&self) -> slice::Iter<'_, Authority> {
+        self.0.iter()
+    }
+
+    /// Adds `backend` unless it is already listed.
+    ///
+    /// ```
+    /// use handoff_client::backend::AvoidBackends;
+    /// use http::uri::Authority;
+    ///
+    /// let mut avoid = AvoidBackends::new();
+    /// avoid.push(Authority::from_static("a:1"));
+    /// avoid.push(Authority::from_static("a:1"));
+    /// assert_eq!(avoid.len(), 1);
+    /// ```
+    pub fn push(&mut self, backend: Authority) {
+        if !self.contains(&backend) {
+            self.0.push(backend);
+        }
+    }
+
+    /// How many backends are listed.
+    ///
+    /// ```
+    /// assert_eq!(handoff_client::backend::AvoidBackends::new().len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the list is empty.
+    ///
+    /// ```
+    /// assert!(handoff_client::backend::AvoidBackends::default().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Vec<Authority>> for AvoidBackends {
+    /// Builds a list, dropping repeated backends.
+    fn from(backends: Vec<Authority>) -> Self {
+        let mut avoid = AvoidBackends::new();
+        backends.into_iter().for_each(|b| avoid.push(b));
+        avoid
+    }
+}
+
+impl Extend<Authority> for AvoidBackends {
+    fn extend<I: IntoIterator<Item = Authority>>(&mut self, iter: I) {
+        iter.into_iter().for_each(|b| self.push(b));
+    }
+}
+
+impl<'a> IntoIterator for &'a AvoidBackends {
+    type Item = &'a Authority;
+    type IntoIter = slice::Iter<'a, Authority>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Response extension: the backend that produced this response, set by the balancer.
+///
+/// When a `379` carries no `ServedBy`, the replay layer falls back to the authority of the
+/// request URI it handed to the balancer. See the [module docs](self).
+///
+/// ```
+/// use handoff_client::backend::ServedBy;
+/// use http::uri::Authority;
+///
+/// let mut res = http::Response::new(());
+/// res.extensions_mut().insert(ServedBy(Authority::from_static("10.0.0.7:8080")));
+/// assert_eq!(res.extensions().get::<ServedBy>().unwrap().0.port_u16(), Some(8080));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedBy(pub Authority);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extend_and_from_deduplicate() {
+        let a = Authority::from_static("a:1");
+        let b = Authority::from_static("b:1");
+        let mut avoid = AvoidBackends::from(vec![a.clone(), a.clone()]);
+        avoid.extend([b.clone(), a.clone()]);
+        let listed: Vec<_> = (&avoid).into_iter().cloned().collect();
+        assert_eq!(listed, [a, b]);
+    }
+
+    #[test]
+    fn extensions_are_clone_and_send() {
+        fn assert_ext<T: Clone + Send + Sync + 'static>() {}
+        assert_ext::<AvoidBackends>();
+        assert_ext::<ServedBy>();
+    }
+}

@@ -1,0 +1,417 @@
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use sha2::Digest;
+
+use super::echo::EchoData;
+use super::error::{Kind, ReplayError};
+use super::source::{lock, AttemptState, Client, SharedSource, Source};
+use crate::BoxError;
+
+/// The request body the inner service sends upstream, one per attempt.
+///
+/// Every attempt of a client request pulls from one shared source: the first attempt from
+/// the client's body, a replay first from the `379`'s echo and then from the rest of the
+/// client's body (part A, intermediary 2). It counts and hashes the bytes it forwards and
+/// keeps no copy of them (intermediary 1).
+///
+/// When its upstream answers `379`, the body stops forwarding and stays pending until the
+/// echo is complete, then fails with [`ReplayError::is_detached`], so that hyper closes that
+/// connection (intermediary 3). A replay's body fails when its echo is wrong, so the new
+/// origin never receives a complete request (intermediary 4 and 6).
+///
+/// It is `Send + Unpin + 'static` whenever `B: Send + 'static`, as hyper-util's client
+/// requires. See the [module docs](super) for an example.
+pub struct ReplayBody<B> {
+    source: SharedSource<B>,
+    attempt: usize,
+    ended: bool,
+}
+
+impl<B> ReplayBody<B> {
+    pub(super) fn new(source: SharedSource<B>, attempt: usize) -> Self {
+        ReplayBody {
+            source,
+            attempt,
+            ended: false,
+        }
+    }
+
+    /// Which attempt of the client request this body belongs to: 0 for the first, `k` for
+    /// replay `k`.
+    pub fn attempt(&self) -> usize {
+        self.attempt
+    }
+}
+
+impl<B> fmt::Debug for ReplayBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplayBody")
+            .field("attempt", &self.attempt)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Body for ReplayBody<B>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let poll = poll_attempt(&this.source, this.attempt, cx);
+        if let Poll::Ready(None) = poll {
+            this.ended = true;
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        if self.ended {
+            return true;
+        }
+        let source = lock(&self.source);
+        source.is_active(self.attempt)
+            && !source.echo_pending()
+            && match &source.client {
+                Client::Streaming(body) => body.is_end_stream(),
+                Client::Ended => true,
+                Client::Failed => false,
+            }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.ended {
+            return SizeHint::with_exact(0);
+        }
+        let source = lock(&self.source);
+        if !source.is_active(self.attempt) || source.checked_out {
+            return SizeHint::default();
+        }
+        // What is left: the unread echoes, then the rest of the client's body.
+        let echoed: u64 = source.echoes.iter().map(|e| e.remaining()).sum();
+        let client = match &source.client {
+            Client::Streaming(body) => body.size_hint(),
+            Client::Ended => SizeHint::with_exact(0),
+            Client::Failed => return SizeHint::default(),
+        };
+        let mut hint = SizeHint::new();
+        hint.set_lower(client.lower().saturating_add(echoed));
+        if let Some(upper) = client.upper() {
+            hint.set_upper(upper.saturating_add(echoed));
+        }
+        hint
+    }
+}
+
+impl<B> Drop for ReplayBody<B> {
+    fn drop(&mut self) {
+        let mut source = lock(&self.source);
+        source.attempts[self.attempt].waker = None;
+        // Nobody else reads the echoes: without this body they would hold the old
+        // connections open forever (part A, intermediary 3).
+        if !self.ended && source.is_active(self.attempt) && source.echo_pending() {
+            let garbage = source.fail(Kind::BodyDropped);
+            drop(source);
+            drop(garbage);
+        }
+    }
+}
+
+type PollFrame = Poll<Option<Result<Frame<Bytes>, BoxError>>>;
+
+fn poll_attempt<B>(shared: &Mutex<Source<B>>, attempt: usize, cx: &mut Context<'_>) -> PollFrame
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut source = lock(shared);
+    if let Some(kind) = &source.failure {
+        return Poll::Ready(Some(Err(ReplayError::new(kind.clone()).into())));
+    }
+    match source.attempts[attempt].state {
+        AttemptState::Active => {}
+        // Part A, intermediary 2: stop forwarding client bytes to that origin. Neither end
+        // the body (a short Content-Length body would be refused) nor leave it pending for
+        // ever (the connection would leak): wait for the echo to be complete.
+        AttemptState::Detached => {
+            source.attempts[attempt].park(cx);
+            return Poll::Pending;
+        }
+        // Part A, intermediary 3: the echo is complete, end the old exchange.
+        AttemptState::Released => {
+            return Poll::Ready(Some(Err(ReplayError::new(Kind::Detached).into())));
+        }
+    }
+    if source.checked_out {
+        // The previous active attempt is polling an echo; it wakes us when it is back.
+        source.attempts[attempt].park(cx);
+        return Poll::Pending;
+    }
+    let Some(mut echo) = source.echoes.pop() else {
+        return poll_client(&mut source, attempt, cx);
+    };
+
+    // The echo is polled without the lock (see `source`).
+    source.checked_out = true;
+    let depth = source.echoes.len();
+    let stats = source.stats.clone();
+    drop(source);
+    let polled = echo.poll_data(cx, &stats);
+    let mut source = lock(shared);
+    source.checked_out = false;
+    if source.active() != attempt {
+        source.wake_active();
+    }
+
+    let (data, complete) = match polled {
+        Poll::Pending => {
+            source.echoes.insert(depth, echo);
+            source.attempts[attempt].park(cx);
+            return Poll::Pending;
+        }
+        Poll::Ready(Err(kind)) => {
+            let err = ReplayError::new(kind.clone());
+            let garbage = source.fail(kind);
+            drop(source);
+            drop((garbage, echo));
+            return Poll::Ready(Some(Err(err.into())));
+        }
+        Poll::Ready(Ok(EchoData { data, complete })) => (data, complete),
+    };
+    let _held = stats.hold(data.len() as u64);
+    if let Some(kind) = &source.failure {
+        let err = ReplayError::new(kind.clone());
+        drop(source);
+        drop(echo);
+        return Poll::Ready(Some(Err(err.into())));
+    }
+    source.echo_progress += data.len() as u64;
+    source.wake_head();
+    // Part A, intermediary 3: once the echo holds every forwarded byte, the old exchange
+    // is dropped, and releasing the detached attempt fails its body so hyper closes that
+    // connection.
+    let old_exchange = echo.take_body();
+    if complete {
+        tracing::debug!(backend = %echo.backend, "echo verified");
+        source.release(echo.attempt);
+    }
+    let poll = if source.is_active(attempt) {
+        forward(&mut source, attempt, &data);
+        if !complete {
+            source.echoes.insert(depth, echo);
+        }
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    } else {
+        // Detached while the echo was polled: the frame goes to the next attempt.
+        echo.stash(data);
+        source.echoes.insert(depth, echo);
+        source.attempts[attempt].park(cx);
+        Poll::Pending
+    };
+    drop(source);
+    drop(old_exchange);
+    poll
+}
+
+/// The rest of the client's body, once every echo was sent on.
+fn poll_client<B>(source: &mut Source<B>, attempt: usize, cx: &mut Context<'_>) -> PollFrame
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let polled = match &mut source.client {
+        Client::Streaming(body) => body.as_mut().poll_frame(cx),
+        Client::Ended => return Poll::Ready(None),
+        Client::Failed => {
+            return Poll::Ready(Some(Err(ReplayError::new(Kind::ClientBody).into())));
+        }
+    };
+    match polled {
+        Poll::Ready(Some(Ok(frame))) => {
+            if let Some(data) = frame.data_ref() {
+                let _held = source.stats.hold(data.len() as u64);
+                forward(source, attempt, data);
+            }
+            Poll::Ready(Some(Ok(frame)))
+        }
+        Poll::Ready(Some(Err(err))) => {
+            source.client = Client::Failed;
+            Poll::Ready(Some(Err(err.into())))
+        }
+        Poll::Ready(None) => {
+            source.client = Client::Ended;
+            Poll::Ready(None)
+        }
+        Poll::Pending => {
+            source.attempts[attempt].park(cx);
+            Poll::Pending
+        }
+    }
+}
+
+/// Counts and hashes what an attempt hands to its connection (part A, intermediary 1 and 6).
+fn forward<B>(source: &mut Source<B>, attempt: usize, data: &Bytes) {
+    let attempt = &mut source.attempts[attempt];
+    attempt.forwarded += data.len() as u64;
+    attempt.digest.update(data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::echo::EchoBody;
+    use crate::replay::source::SharedSource;
+    use crate::replay::ReplayStats;
+    use futures_util::FutureExt;
+    use http::uri::Authority;
+    use http_body_util::channel::Channel;
+    use http_body_util::BodyExt;
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+    use std::future::poll_fn;
+    use std::time::Duration;
+
+    type Client = Channel<Bytes, Infallible>;
+
+    /// An echo whose poll runs `hook` once, before yielding its second frame.
+    struct Hooked {
+        frames: VecDeque<Bytes>,
+        hook: Option<Box<dyn FnOnce() + Send>>,
+    }
+
+    impl Body for Hooked {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> PollFrame {
+            let this = &mut *self;
+            if this.frames.len() == 1 {
+                if let Some(hook) = this.hook.take() {
+                    hook();
+                }
+            }
+            match this.frames.pop_front() {
+                Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    fn echo(frames: &[&'static str], hook: Option<Box<dyn FnOnce() + Send>>) -> EchoBody {
+        Hooked {
+            frames: frames
+                .iter()
+                .map(|f| Bytes::from_static(f.as_bytes()))
+                .collect(),
+            hook,
+        }
+        .boxed_unsync()
+    }
+
+    fn backend() -> Authority {
+        Authority::from_static("a:1")
+    }
+
+    fn now(body: &mut ReplayBody<Client>) -> Option<Result<Bytes, String>> {
+        poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx))
+            .now_or_never()
+            .map(|frame| match frame {
+                Some(Ok(frame)) => Ok(frame.into_data().unwrap()),
+                Some(Err(err)) => Err(err.to_string()),
+                None => Ok(Bytes::new()),
+            })
+    }
+
+    fn setup() -> (
+        http_body_util::channel::Sender<Bytes, Infallible>,
+        SharedSource<Client>,
+    ) {
+        let (tx, client) = Client::new(8);
+        let source = Source::new(client, ReplayStats::default(), Duration::from_secs(30));
+        (tx, source)
+    }
+
+    #[tokio::test]
+    async fn a_frame_read_while_its_attempt_is_detached_goes_to_the_next() {
+        let (mut tx, source) = setup();
+        tx.send_data(Bytes::from("abc")).await.unwrap();
+        let mut first = ReplayBody::new(source.clone(), 0);
+        assert_eq!(now(&mut first), Some(Ok(Bytes::from("abc"))));
+
+        // Attempt 0 is answered 379. While attempt 1 polls the second frame of that echo,
+        // attempt 1 is itself answered 379 (after forwarding "a").
+        let shared = source.clone();
+        let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let (_, unused) = lock(&shared).detach(echo(&["a"], None), backend());
+            assert!(unused.is_none());
+        });
+        let (one, unused) = lock(&source).detach(echo(&["a", "bc"], Some(hook)), backend());
+        assert!(unused.is_none());
+        let mut second = ReplayBody::new(source.clone(), one);
+        assert_eq!(now(&mut second), Some(Ok(Bytes::from("a"))));
+        // "bc" was read and checked, but attempt 1 is detached now: it is kept.
+        assert_eq!(now(&mut second), None);
+
+        let mut third = ReplayBody::new(source.clone(), 2);
+        assert_eq!(third.size_hint().lower(), 3);
+        assert!(!third.is_end_stream());
+        assert_eq!(now(&mut third), Some(Ok(Bytes::from("a"))));
+        assert_eq!(now(&mut third), Some(Ok(Bytes::from("bc"))));
+        tx.send_data(Bytes::from("d")).await.unwrap();
+        drop(tx);
+        assert_eq!(now(&mut third), Some(Ok(Bytes::from("d"))));
+        assert_eq!(now(&mut third), Some(Ok(Bytes::new())));
+        assert!(third.is_end_stream());
+
+        // Both old exchanges are released: their bodies fail.
+        let detached = "partial POST replay: the origin handed the request back (379)";
+        assert_eq!(now(&mut second), Some(Err(detached.to_owned())));
+        assert_eq!(now(&mut first), Some(Err(detached.to_owned())));
+        assert_eq!(lock(&source).attempts[2].forwarded, 4);
+    }
+
+    #[tokio::test]
+    async fn a_detached_attempt_waits_for_its_echo() {
+        let (mut tx, source) = setup();
+        tx.send_data(Bytes::from("abc")).await.unwrap();
+        let mut first = ReplayBody::new(source.clone(), 0);
+        assert_eq!(now(&mut first), Some(Ok(Bytes::from("abc"))));
+        let (one, _) = lock(&source).detach(echo(&["ab", "c"], None), backend());
+        // Pending, not ended: a short body would be refused, an ended one reused.
+        assert_eq!(now(&mut first), None);
+        assert!(!first.is_end_stream());
+        let mut second = ReplayBody::new(source.clone(), one);
+        assert_eq!(second.size_hint().lower(), 3);
+        assert_eq!(now(&mut second), Some(Ok(Bytes::from("ab"))));
+        assert_eq!(now(&mut first), None);
+        assert_eq!(now(&mut second), Some(Ok(Bytes::from("c"))));
+        assert!(matches!(now(&mut first), Some(Err(_))));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_active_body_with_an_echo_pending_fails_the_request() {
+        let (mut tx, source) = setup();
+        tx.send_data(Bytes::from("abc")).await.unwrap();
+        let mut first = ReplayBody::new(source.clone(), 0);
+        now(&mut first);
+        let (one, _) = lock(&source).detach(echo(&["abc"], None), backend());
+        drop(ReplayBody::new(source.clone(), one));
+        assert!(matches!(lock(&source).failure, Some(Kind::BodyDropped)));
+        assert!(matches!(now(&mut first), Some(Err(_))));
+    }
+}

@@ -1,0 +1,172 @@
+//! What the response future knows about one client request: its retained head, the
+//! backends to avoid, the replay count, and its handle on the shared body source.
+
+use std::task::Context;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::BodyExt;
+
+use super::body::ReplayBody;
+use super::error::Kind;
+use super::head::Head;
+use super::layer::ReplayLayer;
+use super::response_body::ReplayResponseBody;
+use super::source::{lock, SharedSource};
+use crate::backend::{AvoidBackends, ServedBy};
+use crate::BoxError;
+
+pub(super) struct Exchange<B> {
+    source: SharedSource<B>,
+    head: Head,
+    avoid: AvoidBackends,
+    replays: u32,
+    config: ReplayLayer,
+    done: bool,
+}
+
+/// Whether a replay's response may go to the client.
+pub(super) enum Verdict {
+    /// Every echo was verified.
+    Verified,
+    /// The request failed.
+    Failed(Kind),
+    /// An echo is still being read; the number is the echoed bytes read so far.
+    Waiting(u64),
+}
+
+impl<B> Exchange<B> {
+    pub(super) fn new(parts: &Parts, source: SharedSource<B>, config: &ReplayLayer) -> Self {
+        Exchange {
+            source,
+            head: Head::snapshot(parts),
+            avoid: parts
+                .extensions
+                .get::<AvoidBackends>()
+                .cloned()
+                .unwrap_or_default(),
+            replays: 0,
+            config: config.clone(),
+            done: false,
+        }
+    }
+
+    pub(super) fn replays(&self) -> u32 {
+        self.replays
+    }
+
+    pub(super) fn config(&self) -> &ReplayLayer {
+        &self.config
+    }
+
+    /// A `379` arrived: detach the attempt and build the replay (part A, intermediary 2).
+    pub(super) fn replay<R>(
+        &mut self,
+        response: Response<R>,
+    ) -> Result<Request<ReplayBody<B>>, Kind>
+    where
+        R: Body<Data = Bytes> + Send + 'static,
+        R::Error: Into<BoxError>,
+    {
+        // "A different origin": the balancer must skip the one that sent the 379.
+        let backend = match response.extensions().get::<ServedBy>() {
+            Some(ServedBy(backend)) => backend.clone(),
+            None => self.head.uri.authority().cloned().ok_or(Kind::NoBackend)?,
+        };
+        // Part A, intermediary 5: loops end after the configured number of replays.
+        if self.replays >= self.config.max_replays {
+            return Err(Kind::TooManyReplays {
+                max: self.config.max_replays,
+            });
+        }
+        let echo = response.into_body().map_err(Into::into).boxed_unsync();
+        let (attempt, unused) = {
+            let mut source = lock(&self.source);
+            if let Some(kind) = &source.failure {
+                return Err(kind.clone());
+            }
+            source.detach(echo, backend.clone())
+        };
+        // Nothing was forwarded: drop the old exchange at once (outside the lock).
+        drop(unused);
+        self.replays += 1;
+        self.config.stats.add_replay();
+        tracing::debug!(replay = self.replays, backend = %backend, "379: replaying on another backend");
+        // Only the backend that sent *this* 379 is avoided, on top of what the caller listed:
+        // in a rolling restart the origin that handed a request back earlier may be up again
+        // at the same address, and it is the balancer's health state, not this list, that
+        // knows whether it is. `max_replays` bounds the loops.
+        let mut avoid = self.avoid.clone();
+        avoid.push(backend);
+        let body = ReplayBody::new(self.source.clone(), attempt);
+        Ok(self.head.replay(self.replays, &avoid, body))
+    }
+
+    /// Whether a replay's response head may go to the client: only once every echo was
+    /// verified (part A, intermediary 6). Registers the task otherwise.
+    pub(super) fn verdict(&mut self, cx: &Context<'_>) -> Verdict {
+        let mut source = lock(&self.source);
+        if let Some(kind) = &source.failure {
+            return Verdict::Failed(kind.clone());
+        }
+        if !source.echo_pending() {
+            return Verdict::Verified;
+        }
+        source.wait_head(cx);
+        Verdict::Waiting(source.echo_progress)
+    }
+
+    /// The failure, if the request failed while its replay is in flight; registers the task
+    /// otherwise.
+    pub(super) fn poll_failure(&mut self, cx: &Context<'_>) -> Option<Kind> {
+        let mut source = lock(&self.source);
+        if source.failure.is_none() {
+            source.wait_head(cx);
+        }
+        source.failure.clone()
+    }
+
+    /// The response goes to the client as is.
+    pub(super) fn pass<R>(&mut self, response: Response<R>) -> Response<ReplayResponseBody<R>> {
+        self.done = true;
+        if self.replays > 0 && response.status() == http::StatusCode::SERVICE_UNAVAILABLE {
+            // The balancer's "no backend left" (see `backend`), or an origin refusing the
+            // replay: either way the replay did not save the request.
+            self.config.stats.add_failed();
+            tracing::warn!(
+                replays = self.replays,
+                "the replayed request was answered 503"
+            );
+        }
+        response.map(ReplayResponseBody::new)
+    }
+
+    /// The request cannot be saved: fail every attempt and answer `502` (part A,
+    /// intermediary 4 and 5).
+    pub(super) fn bad_gateway<R>(&mut self, kind: Kind) -> Response<ReplayResponseBody<R>> {
+        self.done = true;
+        self.config.stats.add_failed();
+        tracing::warn!(replays = self.replays, reason = %kind, "partial POST replay failed; answering 502");
+        let garbage = lock(&self.source).fail(kind);
+        drop(garbage);
+        ReplayResponseBody::bad_gateway()
+    }
+
+    /// The first attempt failed before any replay: its error goes to the caller as is.
+    pub(super) fn finish(&mut self) {
+        self.done = true;
+    }
+}
+
+impl<B> Drop for Exchange<B> {
+    fn drop(&mut self) {
+        // The caller went away mid-replay: release the old exchanges (part A,
+        // intermediary 3) and stop the replay.
+        if !self.done {
+            let garbage = lock(&self.source).fail(Kind::Abandoned);
+            drop(garbage);
+        }
+    }
+}

@@ -1,0 +1,192 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use handoff_proto::ppr;
+use http::{Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower::util::Oneshot;
+use tower::Service;
+
+use super::body::ReplayBody;
+use super::echo::deadline;
+use super::error::Kind;
+use super::exchange::{Exchange, Verdict};
+use super::response_body::ReplayResponseBody;
+use crate::BoxError;
+
+pin_project! {
+    /// Response future of [`Replay`](super::Replay).
+    ///
+    /// Drives the first attempt, then each replay through a [`Oneshot`] on a clone of the
+    /// inner service, and holds a replay's response head until its echo is verified.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<ReplayBody<B>>>,
+    {
+        #[pin]
+        state: State<S::Future, Oneshot<S, Request<ReplayBody<B>>>, S::Response>,
+        service: S,
+        exchange: Exchange<B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, O, R> {
+        First {
+            #[pin]
+            future: F,
+        },
+        Replaying {
+            #[pin]
+            future: O,
+        },
+        // A replay's response head, held until its echo is verified (part A,
+        // intermediary 6). `progress` is the echoed byte count when `sleep` was last reset.
+        Holding {
+            response: Option<R>,
+            #[pin]
+            sleep: Sleep,
+            progress: u64,
+        },
+        Done,
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<ReplayBody<B>>>,
+{
+    pub(super) fn new(future: S::Future, service: S, exchange: Exchange<B>) -> Self {
+        ResponseFuture {
+            state: State::First { future },
+            service,
+            exchange,
+        }
+    }
+}
+
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<ReplayBody<B>>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::First { .. } => "first attempt",
+            State::Replaying { .. } => "replaying",
+            State::Holding { .. } => "holding the response until the echo is verified",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("replays", &self.exchange.replays())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResBody>> + Clone,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Output = Result<Response<ReplayResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let response = match this.state.as_mut().project() {
+                StateProj::First { future } => match ready!(future.poll(cx)) {
+                    Ok(response) => response,
+                    // Nothing was replayed: the caller may still retry, so the error is
+                    // its to see.
+                    Err(err) => {
+                        this.exchange.finish();
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(err));
+                    }
+                },
+                StateProj::Replaying { future } => match future.poll(cx) {
+                    Poll::Ready(Ok(response)) => response,
+                    // Part of the client's body is gone: nobody can retry any more, so the
+                    // failure becomes a response (part A, intermediary 4).
+                    Poll::Ready(Err(_)) => {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(this.exchange.bad_gateway(Kind::Upstream)));
+                    }
+                    Poll::Pending => match this.exchange.poll_failure(cx) {
+                        Some(kind) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(this.exchange.bad_gateway(kind)));
+                        }
+                        None => return Poll::Pending,
+                    },
+                },
+                StateProj::Holding {
+                    response,
+                    mut sleep,
+                    progress,
+                } => match this.exchange.verdict(cx) {
+                    Verdict::Verified => {
+                        let response = response.take().expect("held until verified");
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(this.exchange.pass(response)));
+                    }
+                    Verdict::Failed(kind) => {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(this.exchange.bad_gateway(kind)));
+                    }
+                    Verdict::Waiting(now) => {
+                        let timeout = this.exchange.config().echo_timeout;
+                        if now != *progress {
+                            *progress = now;
+                            sleep.as_mut().reset(deadline(timeout));
+                        }
+                        ready!(sleep.poll(cx));
+                        this.state.set(State::Done);
+                        let kind = Kind::EchoTimeout { timeout };
+                        return Poll::Ready(Ok(this.exchange.bad_gateway(kind)));
+                    }
+                },
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            };
+
+            // Part A, intermediary 2: a 379 never reaches the client.
+            if ppr::is_replay_status(response.status()) {
+                match this.exchange.replay(response) {
+                    Ok(request) => {
+                        let future = Oneshot::new(this.service.clone(), request);
+                        this.state.set(State::Replaying { future });
+                        continue;
+                    }
+                    Err(kind) => {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(this.exchange.bad_gateway(kind)));
+                    }
+                }
+            }
+            // A first attempt has no echo to verify; nor does the balancer's 503 "no backend
+            // left", which comes without the body ever being read.
+            if this.exchange.replays() == 0
+                || response.status() == http::StatusCode::SERVICE_UNAVAILABLE
+            {
+                this.state.set(State::Done);
+                return Poll::Ready(Ok(this.exchange.pass(response)));
+            }
+            let timeout = this.exchange.config().echo_timeout;
+            this.state.set(State::Holding {
+                response: Some(response),
+                sleep: tokio::time::sleep_until(deadline(timeout)),
+                progress: 0,
+            });
+        }
+    }
+}

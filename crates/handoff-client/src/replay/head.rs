@@ -1,0 +1,77 @@
+//! The proxy's own copy of the request head, replayed instead of the `379`'s `Echo-`
+//! headers, which the origin could forge (part A, intermediary 2 and 6).
+
+use handoff_proto::ppr;
+use http::header::HOST;
+use http::request::Parts;
+use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
+
+use crate::backend::AvoidBackends;
+
+pub(super) struct Head {
+    method: Method,
+    pub(super) uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    extensions: Extensions,
+}
+
+impl Head {
+    pub(super) fn snapshot(parts: &Parts) -> Self {
+        Head {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+            extensions: parts.extensions.clone(),
+        }
+    }
+
+    /// The head of replay number `count` (1-based), to be sent away from `avoid`.
+    pub(super) fn replay<T>(&self, count: u32, avoid: &AvoidBackends, body: T) -> Request<T> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = self.version;
+        let headers = req.headers_mut();
+        *headers = self.headers.clone();
+        // hyper-util's client sets `Host` from the URI only when it is absent.
+        headers.remove(HOST);
+        // Part A, intermediary 5: the replay count.
+        headers.insert(ppr::REPLAY_COUNT, ppr::replay_count_value(count));
+        let extensions = req.extensions_mut();
+        *extensions = self.extensions.clone();
+        extensions.insert(avoid.clone());
+        req
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::uri::Authority;
+
+    #[test]
+    fn replay_keeps_the_head_but_host_and_marks_the_count() {
+        let mut req = Request::post("http://svc.internal/upload?x=1")
+            .version(Version::HTTP_11)
+            .header(HOST, "svc.internal")
+            .header("content-length", "10")
+            .header(ppr::REPLAY_COUNT, "7")
+            .body(())
+            .unwrap();
+        req.extensions_mut().insert(42u8);
+        let (parts, ()) = req.into_parts();
+        let head = Head::snapshot(&parts);
+
+        let avoid = AvoidBackends::from(vec![Authority::from_static("a:1")]);
+        let replay = head.replay(2, &avoid, ());
+        assert_eq!(replay.method(), Method::POST);
+        assert_eq!(replay.uri(), "http://svc.internal/upload?x=1");
+        assert!(replay.headers().get(HOST).is_none());
+        assert_eq!(replay.headers()["content-length"], "10");
+        assert_eq!(replay.headers()[ppr::REPLAY_COUNT], "2");
+        assert_eq!(replay.extensions().get::<u8>(), Some(&42));
+        assert_eq!(replay.extensions().get::<AvoidBackends>(), Some(&avoid));
+    }
+}

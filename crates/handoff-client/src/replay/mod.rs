@@ -1,0 +1,145 @@
+//! Replay requests that an origin hands back with `379 Partial POST Replay`.
+//!
+//! An origin that shuts down answers every request whose body it has not fully received
+//! with a `379` whose body echoes the request-body bytes it got (`PROTOCOL.md` part A, server
+//! side). [`ReplayLayer`] goes around a reverse proxy's upstream service (a balancer over
+//! hyper-util's client) and turns that `379` into a replay on another backend, so the end
+//! client never sees an error and never re-sends a byte (part A, intermediary side):
+//!
+//! 1. Each request body is forwarded as it arrives, counted and hashed (SHA-256); the layer
+//!    keeps no copy of it. [`ReplayStats::max_held_bytes`] stays at one frame.
+//! 2. On a `379` the layer stops forwarding to that origin and rebuilds the request from its
+//!    own copy of the head (never from the `Echo-` headers), without `Host`, with
+//!    `Partial-Post-Replay: k` and with the origin added to the [`AvoidBackends`] request
+//!    extension. Its body is the echo, then the rest of the client's body.
+//! 3. The echo is checked against the count and the digest of what was forwarded *before*
+//!    the frame that completes it is sent on, so a new origin never receives a complete
+//!    request made of altered bytes. Once complete, the old exchange is dropped.
+//! 4. A wrong echo (too long, too short, different bytes), an echo that stalls longer than
+//!    [`ReplayLayer::echo_timeout`], more than [`ReplayLayer::max_replays`] replays, or an
+//!    upstream error during a replay answers the client `502` (short plain text) and logs a
+//!    `warn` line; the replayed upstream request is aborted with an error so its origin
+//!    never sees it complete. A replay's response is held until its echo is verified.
+//!
+//! # The balancer's part
+//!
+//! tower's balancers choose a backend before they see the request, so "a different origin"
+//! needs the balancer's help (see [`backend`](crate::backend)): it must skip the backends in
+//! the request's [`AvoidBackends`], tag responses with [`ServedBy`], and answer `503` itself
+//! when no backend is left, which the layer passes to the client. Without [`ServedBy`] on a
+//! `379`, the layer uses the authority of the request URI; without either it answers `502`.
+//!
+//! The inner service gets `Request<ReplayBody<B>>`. [`ReplayBody`] is `Send + Unpin +
+//! 'static`, as hyper-util's `Client` needs, and fails (rather than ends) when the layer
+//! stops an upstream request, because hyper tears the connection down when a request body
+//! fails and would refuse a body shorter than its `Content-Length`.
+//!
+//! # How this meets hyper
+//!
+//! Read from hyper 1's HTTP/1 client dispatcher and checked over real sockets (see
+//! `tests/real_sockets.rs`):
+//!
+//! - the response head is delivered as soon as it arrives, while the request body is still
+//!   being written, and the response body streams alongside: a `379` and its echo reach the
+//!   layer mid-upload;
+//! - a request body that fails tears the connection down, and any response body still
+//!   streaming on it ends with an error: so the old attempt's body fails only once its echo
+//!   is complete;
+//! - a request body that ends early is refused when a `Content-Length` was sent, and ends a
+//!   chunked message cleanly otherwise (the origin would take it as complete): so the layer
+//!   never ends a body early;
+//! - a pending request body keeps its connection task alive even after the response body
+//!   was dropped: so a detached attempt's body is always woken and failed;
+//! - hyper-util's client adds `Host` only when absent: the replay drops it.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use handoff_client::backend::{AvoidBackends, ServedBy};
+//! use handoff_client::replay::{ReplayBody, ReplayLayer, ReplayStats};
+//! use handoff_proto::ppr;
+//! use http::uri::Authority;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::channel::Channel;
+//! use http_body_util::combinators::UnsyncBoxBody;
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{BoxError, ServiceBuilder, ServiceExt};
+//!
+//! type ClientBody = Channel<Bytes>;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // A toy balancer over two in-process origins; `a` is shutting down.
+//! let balancer = tower::service_fn(|req: Request<ReplayBody<ClientBody>>| async move {
+//!     let a = Authority::from_static("a.internal:80");
+//!     let avoid_a = req.extensions().get::<AvoidBackends>().is_some_and(|l| l.contains(&a));
+//!     let mut body = req.into_body();
+//!     let res: Response<UnsyncBoxBody<Bytes, BoxError>> = if !avoid_a {
+//!         // Origin `a` reads one frame and hands the request back: a 379 whose body echoes
+//!         // every byte it received, then every further byte, until the proxy ends it.
+//!         let first = body.frame().await.unwrap()?.into_data().unwrap();
+//!         let (mut echo, echo_body) = Channel::<Bytes, BoxError>::new(8);
+//!         echo.send_data(first).await?;
+//!         tokio::spawn(async move {
+//!             while let Some(Ok(frame)) = body.frame().await {
+//!                 let Ok(data) = frame.into_data() else { continue };
+//!                 if echo.send_data(data).await.is_err() { break }
+//!             }
+//!         });
+//!         let mut res = Response::new(echo_body.boxed_unsync());
+//!         *res.status_mut() = ppr::status();
+//!         res.extensions_mut().insert(ServedBy(a));
+//!         res
+//!     } else {
+//!         // Origin `b` gets the replay: the echo, then the rest of the client's body.
+//!         assert_eq!(body.attempt(), 1);
+//!         let all = body.collect().await?.to_bytes();
+//!         Response::new(Full::new(all).map_err(|never| match never {}).boxed_unsync())
+//!     };
+//!     Ok::<_, BoxError>(res)
+//! });
+//!
+//! let stats = ReplayStats::default();
+//! let proxy = ServiceBuilder::new()
+//!     .layer(ReplayLayer::new().stats(stats.clone()))
+//!     .service(balancer);
+//!
+//! // The client's upload arrives in two parts.
+//! let (mut client, body) = ClientBody::new(2);
+//! client.send_data(Bytes::from("hello ")).await.unwrap();
+//! let res = tokio::spawn(proxy.oneshot(Request::post("http://app.internal/up").body(body).unwrap()));
+//! client.send_data(Bytes::from("world")).await.unwrap();
+//! drop(client);
+//!
+//! let res = res.await.unwrap().unwrap();
+//! assert_eq!(res.status(), StatusCode::OK); // the 379 never reaches the client
+//! assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "hello world");
+//! assert_eq!(stats.replays(), 1);
+//! assert!(stats.echoed_bytes() >= 6);
+//! assert_eq!(stats.held_bytes(), 0);
+//! # }
+//! ```
+//!
+//! [`AvoidBackends`]: crate::backend::AvoidBackends
+//! [`ServedBy`]: crate::backend::ServedBy
+
+mod body;
+mod echo;
+mod error;
+mod exchange;
+mod future;
+mod head;
+mod layer;
+mod response_body;
+mod service;
+mod source;
+mod stats;
+
+pub use self::body::ReplayBody;
+pub use self::error::ReplayError;
+pub use self::future::ResponseFuture;
+pub use self::layer::ReplayLayer;
+pub use self::response_body::ReplayResponseBody;
+pub use self::service::Replay;
+pub use self::stats::ReplayStats;

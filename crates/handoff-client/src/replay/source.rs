@@ -1,0 +1,223 @@
+//! The state one client request shares between its upstream attempts.
+//!
+//! The logical request body is the client's body. Attempt `k` forwards a prefix of it,
+//! bytes `[0, n_k)`; when it is answered with a `379` the origin echoes those bytes back
+//! (part A, server 4). The bytes still to send are then "the echo, then whatever came after
+//! `n_k`", which is exactly what `echoes` (a stack, top read first) followed by `client`
+//! yields. A replay that is itself answered with a `379` while still sending an older echo
+//! pushes its own echo on top, and the rest of the older echo follows it.
+//!
+//! Echo bodies are polled and dropped *outside* the lock: an in-process origin may build
+//! its echo from the very `ReplayBody` it was sent, whose poll and drop take this lock. While
+//! the active attempt polls the top echo it is checked out of the stack (`checked_out`), and
+//! nobody else pulls.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use http::uri::Authority;
+use sha2::{Digest, Sha256};
+
+use super::echo::{Echo, EchoBody};
+use super::error::Kind;
+use super::stats::ReplayStats;
+
+pub(super) type SharedSource<B> = Arc<Mutex<Source<B>>>;
+
+/// Locks a source. A panic in a body poll cannot leave the counters half-updated in a way
+/// that matters more than failing the request, so a poisoned lock is used as is.
+pub(super) fn lock<B>(source: &Mutex<Source<B>>) -> MutexGuard<'_, Source<B>> {
+    source.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(super) struct Source<B> {
+    pub(super) client: Client<B>,
+    /// Echoes still to read, the last one first.
+    pub(super) echoes: Vec<Echo>,
+    /// The top echo is being polled outside the lock.
+    pub(super) checked_out: bool,
+    /// Every attempt of this request; the last one is the active one.
+    pub(super) attempts: Vec<Attempt>,
+    /// Set once the request failed: every attempt's body ends with this error.
+    pub(super) failure: Option<Kind>,
+    /// The response future, waiting for a replay's echo to be verified or for a failure.
+    pub(super) head_waiter: Option<Waker>,
+    /// Echoed bytes read so far, for the response future's hold timer.
+    pub(super) echo_progress: u64,
+    pub(super) stats: ReplayStats,
+    pub(super) echo_timeout: Duration,
+}
+
+pub(super) enum Client<B> {
+    Streaming(Pin<Box<B>>),
+    Ended,
+    Failed,
+}
+
+pub(super) struct Attempt {
+    /// Bytes handed to this attempt's upstream connection (part A, intermediary 1).
+    pub(super) forwarded: u64,
+    /// Running SHA-256 of those bytes (part A, intermediary 6): no copy is kept.
+    pub(super) digest: Sha256,
+    pub(super) state: AttemptState,
+    pub(super) waker: Option<Waker>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AttemptState {
+    /// Pulls bytes from the source.
+    Active,
+    /// Answered with a 379: forwards nothing more and waits for its echo to complete.
+    Detached,
+    /// Its echo is complete: its body fails so that hyper ends the old exchange.
+    Released,
+}
+
+impl Attempt {
+    fn new() -> Self {
+        Attempt {
+            forwarded: 0,
+            digest: Sha256::new(),
+            state: AttemptState::Active,
+            waker: None,
+        }
+    }
+
+    /// Keeps the waker of the task that polls this attempt's body.
+    pub(super) fn park(&mut self, cx: &Context<'_>) {
+        match &self.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => self.waker = Some(cx.waker().clone()),
+        }
+    }
+
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+impl<B> Source<B> {
+    pub(super) fn new(body: B, stats: ReplayStats, echo_timeout: Duration) -> SharedSource<B> {
+        Arc::new(Mutex::new(Source {
+            client: Client::Streaming(Box::pin(body)),
+            echoes: Vec::new(),
+            checked_out: false,
+            attempts: vec![Attempt::new()],
+            failure: None,
+            head_waiter: None,
+            echo_progress: 0,
+            stats,
+            echo_timeout,
+        }))
+    }
+
+    pub(super) fn active(&self) -> usize {
+        self.attempts.len() - 1
+    }
+
+    /// Whether `attempt` may pull bytes: the newest attempt of a request that has not failed.
+    pub(super) fn is_active(&self, attempt: usize) -> bool {
+        self.failure.is_none()
+            && attempt == self.active()
+            && self.attempts[attempt].state == AttemptState::Active
+    }
+
+    /// Whether echoed bytes are still to be sent (and verified).
+    pub(super) fn echo_pending(&self) -> bool {
+        self.checked_out || !self.echoes.is_empty()
+    }
+
+    /// The active attempt got a 379: stop it and queue its echo (part A, intermediary 2).
+    ///
+    /// Runs under the source lock, so the attempt cannot forward a byte between the count
+    /// being read and the attempt being stopped. Returns the new active attempt, and the
+    /// echo when there is nothing to verify: the caller drops it, outside the lock, which
+    /// drops the old exchange at once (part A, intermediary 3).
+    #[must_use]
+    pub(super) fn detach(
+        &mut self,
+        echo: EchoBody,
+        backend: Authority,
+    ) -> (usize, Option<EchoBody>) {
+        let index = self.active();
+        let attempt = &mut self.attempts[index];
+        attempt.state = AttemptState::Detached;
+        let sent = attempt.forwarded;
+        let digest = attempt.digest.clone().finalize();
+        let unused = if sent == 0 {
+            self.release(index);
+            Some(echo)
+        } else {
+            let timeout = self.echo_timeout;
+            self.echoes
+                .push(Echo::new(echo, sent, digest, index, backend, timeout));
+            None
+        };
+        self.attempts.push(Attempt::new());
+        (self.active(), unused)
+    }
+
+    /// A detached attempt's echo is complete: wake its body so it fails and hyper closes
+    /// that connection (part A, intermediary 3).
+    pub(super) fn release(&mut self, index: usize) {
+        let attempt = &mut self.attempts[index];
+        attempt.state = AttemptState::Released;
+        attempt.wake();
+    }
+
+    /// Fails the whole request: every attempt's body fails (so no origin receives a
+    /// complete request) and the response future wakes. Returns the echoes and the client's
+    /// body for the caller to drop outside the lock.
+    pub(super) fn fail(&mut self, kind: Kind) -> Garbage<B> {
+        if self.failure.is_some() {
+            return Garbage {
+                _echoes: Vec::new(),
+                _client: None,
+            };
+        }
+        tracing::debug!(reason = %kind, "partial POST replay: stopping every upstream attempt");
+        self.failure = Some(kind);
+        let client = match std::mem::replace(&mut self.client, Client::Failed) {
+            Client::Streaming(body) => Some(body),
+            Client::Ended | Client::Failed => None,
+        };
+        for attempt in &mut self.attempts {
+            attempt.wake();
+        }
+        self.wake_head();
+        Garbage {
+            _echoes: std::mem::take(&mut self.echoes),
+            _client: client,
+        }
+    }
+
+    /// Wakes the active attempt, which may wait for a checked-out echo.
+    pub(super) fn wake_active(&mut self) {
+        let active = self.active();
+        self.attempts[active].wake();
+    }
+
+    pub(super) fn wait_head(&mut self, cx: &Context<'_>) {
+        match &self.head_waiter {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => self.head_waiter = Some(cx.waker().clone()),
+        }
+    }
+
+    pub(super) fn wake_head(&mut self) {
+        if let Some(waker) = self.head_waiter.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// Bodies taken out of a failed source, to be dropped once the lock is released.
+#[must_use = "drop it after releasing the lock"]
+pub(super) struct Garbage<B> {
+    _echoes: Vec<Echo>,
+    _client: Option<Pin<Box<B>>>,
+}

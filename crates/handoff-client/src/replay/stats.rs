@@ -1,0 +1,130 @@
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Counters of a [`ReplayLayer`](super::ReplayLayer), shared by every clone.
+///
+/// Create one, hand a clone to [`ReplayLayer::stats`](super::ReplayLayer::stats) and read
+/// the other: for metrics, or to check in tests that the layer never buffers a request body
+/// (`max_held_bytes` stays at one frame). See the [module docs](super) for a full example.
+///
+/// ```
+/// use handoff_client::replay::{ReplayLayer, ReplayStats};
+///
+/// let stats = ReplayStats::default();
+/// let _layer = ReplayLayer::new().stats(stats.clone());
+/// assert_eq!(stats.replays(), 0);
+/// assert_eq!(stats.echoed_bytes(), 0);
+/// assert_eq!(stats.failed(), 0);
+/// assert_eq!(stats.held_bytes(), 0);
+/// assert_eq!(stats.max_held_bytes(), 0);
+/// ```
+#[derive(Clone, Default)]
+pub struct ReplayStats {
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    replays: AtomicU64,
+    echoed: AtomicU64,
+    failed: AtomicU64,
+    held: AtomicU64,
+    max_held: AtomicU64,
+}
+
+impl ReplayStats {
+    /// Replayed requests sent to another backend (part A, intermediary 2).
+    pub fn replays(&self) -> u64 {
+        self.counters.replays.load(Ordering::Relaxed)
+    }
+
+    /// Bytes read from the bodies of `379` responses (the echoes, part A, server 4).
+    pub fn echoed_bytes(&self) -> u64 {
+        self.counters.echoed.load(Ordering::Relaxed)
+    }
+
+    /// Client requests that a replay could not save: the layer answered `502`, or the
+    /// balancer answered a replay with `503` (no backend left).
+    pub fn failed(&self) -> u64 {
+        self.counters.failed.load(Ordering::Relaxed)
+    }
+
+    /// Body bytes the layer holds right now: read from the client or an echo and not yet
+    /// handed to the upstream connection.
+    pub fn held_bytes(&self) -> u64 {
+        self.counters.held.load(Ordering::Relaxed)
+    }
+
+    /// The peak of [`held_bytes`](Self::held_bytes): at most one frame, since the layer keeps
+    /// no copy of the body (part A, intermediary 1).
+    pub fn max_held_bytes(&self) -> u64 {
+        self.counters.max_held.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn add_replay(&self) {
+        self.counters.replays.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn add_echoed(&self, n: u64) {
+        self.counters.echoed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(super) fn add_failed(&self) {
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts `n` bytes as held until the returned guard drops.
+    pub(super) fn hold(&self, n: u64) -> Held {
+        let now = self.counters.held.fetch_add(n, Ordering::Relaxed) + n;
+        self.counters.max_held.fetch_max(now, Ordering::Relaxed);
+        Held {
+            counters: self.counters.clone(),
+            n,
+        }
+    }
+}
+
+impl fmt::Debug for ReplayStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplayStats")
+            .field("replays", &self.replays())
+            .field("echoed_bytes", &self.echoed_bytes())
+            .field("failed", &self.failed())
+            .field("held_bytes", &self.held_bytes())
+            .field("max_held_bytes", &self.max_held_bytes())
+            .finish()
+    }
+}
+
+/// Bytes counted in [`ReplayStats::held_bytes`] while this lives.
+pub(super) struct Held {
+    counters: Arc<Counters>,
+    n: u64,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.counters.held.fetch_sub(self.n, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_tracks_the_peak() {
+        let stats = ReplayStats::default();
+        {
+            let shared = stats.clone();
+            let _a = stats.hold(10);
+            let _b = shared.hold(5);
+            assert_eq!(stats.held_bytes(), 15);
+        }
+        let _c = stats.hold(3);
+        assert_eq!(stats.held_bytes(), 3);
+        assert_eq!(stats.max_held_bytes(), 15);
+        assert!(format!("{stats:?}").contains("max_held_bytes: 15"));
+    }
+}

@@ -1,0 +1,98 @@
+//! An upload origin for tower-handoff's Partial POST Replay (PROTOCOL.md part A).
+//!
+//! `POST /upload[?chunk_delay_ms=N]` streams and hashes the body and answers
+//! `{"server":"<name>","bytes":N,"sha256":"<hex>"}`; `GET /health` answers 200. HTTP/1.1 and
+//! h2c on the same port. On SIGTERM or SIGINT it shuts down gracefully: with `--replay`,
+//! uploads still arriving go back to the proxy with `379`; the rest drain for up to
+//! `--drain-timeout` seconds.
+//!
+//! ```text
+//! cargo run --example origin -- --listen 127.0.0.1:8081 --name a --replay
+//! ```
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use support::connections::Ended;
+use support::origin::{spawn_origin, OriginConfig, OriginStats};
+use support::signal::Termination;
+use support::BoxError;
+
+/// Upload origin: streams and hashes POST /upload, hands unfinished uploads back to the
+/// proxy (379) on shutdown with --replay.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port; see the first line of stdout).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// Name reported as "server" in upload answers.
+    #[arg(long, default_value = "origin")]
+    name: String,
+    /// Answer unfinished uploads with 379 on shutdown. Only behind a proxy that understands
+    /// it (prior knowledge): a 379 must never reach an end user.
+    #[arg(long)]
+    replay: bool,
+    /// Seconds in-flight requests may drain after SIGTERM before their connections close.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    drain_timeout: Duration,
+    /// Bound on the consumed body bytes kept per request for the echo.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_echo_bytes: usize,
+}
+
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    support::logging::init("info");
+    match run(args).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("origin: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<ExitCode, BoxError> {
+    // Before the address is announced: a SIGTERM right after it must not kill us.
+    let mut termination = Termination::install()?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let cfg = OriginConfig::new(args.name)
+        .replay(args.replay)
+        .drain_timeout(args.drain_timeout)
+        .max_echo_bytes(args.max_echo_bytes);
+    let origin = spawn_origin(listener, cfg, OriginStats::default()).await?;
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {}", origin.addr())?;
+    stdout.flush()?;
+    drop(stdout);
+
+    let signal = termination.recv().await;
+    tracing::info!(signal, "shutting down");
+    origin.shutdown();
+    tokio::select! {
+        ended = origin.wait() => {
+            if let Ended::Forced(closed) = ended {
+                tracing::warn!(closed, "drain timeout reached");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        signal = termination.recv() => {
+            tracing::warn!(signal, "second signal, exiting without draining");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! A reverse proxy with tower-handoff's Partial POST Replay (PROTOCOL.md part A).
+//!
+//! Round robin over `--backend` origins through hyper-util's client (h2c with `--h2`). A
+//! backend that answered `379` or refused a connection is skipped until `GET /health`
+//! passes again. When an origin hands an upload back with `379`, `ReplayLayer` replays it on
+//! another origin; the client never notices. Request bodies stream through, never buffered.
+//!
+//! ```text
+//! cargo run --example proxy -- --listen 127.0.0.1:8080 \
+//!     --backend http://127.0.0.1:8081 --backend http://127.0.0.1:8082
+//! ```
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use http::Uri;
+use support::connections::Ended;
+use support::proxy::{spawn_proxy, ProxyConfig};
+use support::signal::Termination;
+use support::BoxError;
+
+/// Reverse proxy load balancer that replays uploads handed back by restarting origins.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port; see the first line of stdout).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// An origin, `http://host:port` (repeat for several).
+    #[arg(long = "backend", value_name = "URL", required = true)]
+    backends: Vec<Uri>,
+    /// Speak h2c (HTTP/2 with prior knowledge) to the origins.
+    #[arg(long)]
+    h2: bool,
+    /// Replays of one request before it fails with 502.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    max_replays: u32,
+    /// Forward without the replay layer (a 379 would then reach the client).
+    #[arg(long)]
+    no_replay: bool,
+    /// Seconds in-flight requests may finish after SIGTERM.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    drain_timeout: Duration,
+}
+
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    support::logging::init("info");
+    match run(args).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("proxy: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<ExitCode, BoxError> {
+    let mut termination = Termination::install()?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let cfg = ProxyConfig::new(args.backends)
+        .h2(args.h2)
+        .max_replays(args.max_replays)
+        .replay(!args.no_replay)
+        .drain_timeout(args.drain_timeout);
+    let proxy = spawn_proxy(listener, cfg).await?;
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {}", proxy.addr())?;
+    stdout.flush()?;
+    drop(stdout);
+
+    let signal = termination.recv().await;
+    tracing::info!(signal, "shutting down");
+    let stats = proxy.stats();
+    proxy.shutdown();
+    let code = tokio::select! {
+        ended = proxy.wait() => {
+            if let Ended::Forced(closed) = ended {
+                tracing::warn!(closed, "drain timeout reached");
+            }
+            ExitCode::SUCCESS
+        }
+        signal = termination.recv() => {
+            tracing::warn!(signal, "second signal, exiting without draining");
+            ExitCode::FAILURE
+        }
+    };
+    tracing::info!(
+        replays = stats.replays(),
+        echoed_bytes = stats.echoed_bytes(),
+        failed = stats.failed(),
+        max_held_bytes = stats.max_held_bytes(),
+        "replay totals"
+    );
+    Ok(code)
+}
