@@ -27,6 +27,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use support::cli::parse_secs;
 use support::connections::{rebind, Ended};
 use support::origin::{spawn_origin, OriginConfig, OriginHandle, OriginStats};
 use support::proxy::{spawn_proxy, ProxyConfig, ProxyHandle};
@@ -61,11 +62,6 @@ struct Args {
     /// How long a restarting origin lets requests drain before it closes them.
     #[arg(long, value_name = "SECS", default_value = "0.5", value_parser = parse_secs)]
     drain_timeout: Duration,
-}
-
-fn parse_secs(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text.parse().map_err(|e| format!("{e}"))?;
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"))
 }
 
 /// Everything stops after this, whatever happens.

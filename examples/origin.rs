@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use support::cli::parse_secs;
 use support::connections::Ended;
 use support::origin::{spawn_origin, OriginConfig, OriginStats};
 use support::signal::Termination;
@@ -45,11 +46,6 @@ struct Args {
     /// Bound on the consumed body bytes kept per request for the echo.
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
     max_echo_bytes: usize,
-}
-
-fn parse_secs(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text.parse().map_err(|e| format!("{e}"))?;
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"))
 }
 
 #[tokio::main]

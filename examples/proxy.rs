@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use support::cli::parse_secs;
 use http::Uri;
 use support::connections::Ended;
 use support::proxy::{spawn_proxy, ProxyConfig};
@@ -47,11 +48,6 @@ struct Args {
     /// Seconds in-flight requests may finish after SIGTERM.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     drain_timeout: Duration,
-}
-
-fn parse_secs(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text.parse().map_err(|e| format!("{e}"))?;
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"))
 }
 
 #[tokio::main]

@@ -13,6 +13,7 @@
 //! - [`pattern`]: the deterministic pseudo-random upload body.
 //! - [`upload`]: the client side of one upload, with its verdict.
 //! - [`signal`]: SIGTERM / SIGINT.
+//! - [`cli`]: argument parsing helpers.
 //! - [`logging`]: tracing to stderr.
 //!
 //! Every example uses only a part of it.
@@ -20,6 +21,7 @@
 
 pub(crate) mod backends;
 pub(crate) mod balancer;
+pub(crate) mod cli;
 pub(crate) mod connections;
 pub(crate) mod health;
 pub(crate) mod logging;

@@ -11,6 +11,7 @@ use http::header::{HeaderValue, CONNECTION};
 use http::{HeaderMap, Method, Response, Uri, Version};
 use http_body::{Body, Frame};
 
+use super::budget::Reservation;
 use super::recorder::Handoff;
 use crate::BoxError;
 
@@ -30,6 +31,7 @@ impl EchoHead {
     pub(super) fn into_response<B>(self, handoff: Handoff<B>) -> Response<EchoBody<B>> {
         let mut response = Response::new(EchoBody {
             consumed: handoff.consumed,
+            reservation: handoff.reservation,
             rest: handoff.rest,
         });
         *response.status_mut() = ppr::status();
@@ -53,6 +55,8 @@ impl EchoHead {
 /// Request trailers are not echoed: the draft gives them no place in the `379`.
 pub struct EchoBody<B> {
     consumed: VecDeque<Bytes>,
+    /// The echo budget the consumed frames hold, given back frame by frame as they go out.
+    reservation: Reservation,
     rest: Pin<Box<B>>,
 }
 
@@ -69,6 +73,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(data) = self.consumed.pop_front() {
+            self.reservation.shrink(data.len());
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
         loop {

@@ -15,7 +15,9 @@
 //! Requests whose body is complete run to completion (they drain). So do requests whose
 //! handler called [`ReplayControl::disable`] after an irreversible side effect, requests that
 //! consumed more than [`max_echo_bytes`](PartialPostReplayLayer::max_echo_bytes) (64 MiB by
-//! default), and requests a [`ReplayPredicate`] ruled out.
+//! default) or found the layer's shared
+//! [`max_total_echo_bytes`](PartialPostReplayLayer::max_total_echo_bytes) budget (1 GiB)
+//! spent, and requests a [`ReplayPredicate`] ruled out.
 //!
 //! # Prior knowledge
 //!
@@ -68,6 +70,7 @@
 //! ```
 
 mod body;
+mod budget;
 mod control;
 mod echo;
 mod future;
@@ -80,7 +83,9 @@ pub use self::body::ResponseBody;
 pub use self::control::ReplayControl;
 pub use self::echo::EchoBody;
 pub use self::future::ResponseFuture;
-pub use self::layer::{PartialPostReplayLayer, DEFAULT_MAX_ECHO_BYTES};
+pub use self::layer::{
+    PartialPostReplayLayer, DEFAULT_MAX_ECHO_BYTES, DEFAULT_MAX_TOTAL_ECHO_BYTES,
+};
 pub use self::predicate::{Always, ReplayPredicate};
 pub use self::recorder::{HandedOff, RecordedBody};
 pub use self::service::PartialPostReplay;

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use super::budget::Reservation;
 use super::control::ReplayControl;
 use crate::BoxError;
 
@@ -32,6 +33,8 @@ struct RecorderState<B> {
     /// Frames the handler already consumed, kept for the echo.
     consumed: VecDeque<Bytes>,
     consumed_len: usize,
+    /// `consumed_len` bytes of the layer's shared echo budget.
+    reservation: Reservation,
     /// The body ended or failed while the handler read it: nothing left to hand off.
     finished: bool,
 }
@@ -40,6 +43,7 @@ struct RecorderState<B> {
 pub(super) struct Handoff<B> {
     pub(super) consumed: VecDeque<Bytes>,
     pub(super) consumed_len: usize,
+    pub(super) reservation: Reservation,
     pub(super) rest: Pin<Box<B>>,
 }
 
@@ -48,12 +52,18 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    pub(super) fn new(body: B, control: ReplayControl, max_echo_bytes: usize) -> Self {
+    pub(super) fn new(
+        body: B,
+        control: ReplayControl,
+        max_echo_bytes: usize,
+        reservation: Reservation,
+    ) -> Self {
         Self {
             state: Mutex::new(RecorderState {
                 body: Some(Box::pin(body)),
                 consumed: VecDeque::new(),
                 consumed_len: 0,
+                reservation,
                 finished: false,
             }),
             control,
@@ -100,16 +110,18 @@ where
         if !self.control.is_replayable() {
             return;
         }
-        if state.consumed_len + data.len() > self.max_echo_bytes {
-            // Part of the bounds: past the cap the request is no longer
-            // replayable and simply drains.
+        let within_request_bound = state.consumed_len + data.len() <= self.max_echo_bytes;
+        if !within_request_bound || !state.reservation.grow(data.len()) {
+            // Past either bound the request is no longer replayable and simply drains.
             tracing::debug!(
-                max_echo_bytes = self.max_echo_bytes,
-                "request body outgrew the echo bound; it will drain instead of being replayed"
+                consumed = state.consumed_len,
+                within_request_bound,
+                "echo bound reached; the request will drain instead of being replayed"
             );
             self.control.disable();
             state.consumed = VecDeque::new();
             state.consumed_len = 0;
+            state.reservation.release();
             return;
         }
         state.consumed_len += data.len();
@@ -129,6 +141,7 @@ where
         Some(Handoff {
             consumed: std::mem::take(&mut state.consumed),
             consumed_len: std::mem::replace(&mut state.consumed_len, 0),
+            reservation: state.reservation.take(),
             rest,
         })
     }

@@ -91,7 +91,12 @@ where
             version: head.version,
             headers: head.headers.clone(),
         };
-        let recorder = Arc::new(Recorder::new(body, control, self.config.max_echo_bytes));
+        let recorder = Arc::new(Recorder::new(
+            body,
+            control,
+            self.config.max_echo_bytes,
+            self.config.budget.reservation(),
+        ));
         let request = Request::from_parts(head, RecordedBody::recorded(recorder.clone()));
         ResponseFuture::watching(
             self.inner.call(request),
@@ -376,6 +381,57 @@ mod tests {
         assert_eq!(
             response.into_body().collect().await.unwrap().to_bytes(),
             "12345"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_shared_budget_bounds_all_requests_together() {
+        let shutdown = Shutdown::new();
+        let layer = PartialPostReplayLayer::new(shutdown.clone()).max_total_echo_bytes(8);
+        let service = layer.layer(collecting(Arc::default()));
+        let (mut first_upload, request) = upload("/first");
+        let first = tokio::spawn(service.clone().oneshot(request));
+        first_upload
+            .send_data(Bytes::from_static(b"12345"))
+            .await
+            .unwrap();
+        tokio::task::yield_now().await;
+        let (mut second_upload, request) = upload("/second");
+        let second = tokio::spawn(service.oneshot(request));
+        second_upload
+            .send_data(Bytes::from_static(b"abcde"))
+            .await
+            .unwrap();
+        tokio::task::yield_now().await;
+        assert_eq!(layer.budget.used(), 5, "only the first request fit");
+
+        shutdown.trigger();
+        let first = first.await.unwrap().unwrap();
+        assert_eq!(
+            first.status().as_u16(),
+            379,
+            "within the budget: handed back"
+        );
+        tokio::task::yield_now().await;
+        second_upload
+            .send_data(Bytes::from_static(b"f"))
+            .await
+            .unwrap();
+        drop(second_upload);
+        let second = second.await.unwrap().unwrap();
+        assert_eq!(second.status(), StatusCode::OK, "over the budget: drained");
+        assert_eq!(
+            second.into_body().collect().await.unwrap().to_bytes(),
+            "abcdef"
+        );
+
+        drop(first_upload);
+        let echo = first.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(echo, "12345");
+        assert_eq!(
+            layer.budget.used(),
+            0,
+            "sent echo frames give their budget back"
         );
     }
 
