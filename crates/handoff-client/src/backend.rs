@@ -10,8 +10,10 @@
 //!
 //! - never send a request to a backend listed in its [`AvoidBackends`] extension;
 //! - put [`ServedBy`] on every response it got from a backend;
-//! - when every backend is avoided, answer `503 Service Unavailable` itself (the replay layer
-//!   hands that 503 to the client as the final answer).
+//! - when every backend is avoided, answer `503 Service Unavailable` itself. It may drop the
+//!   request body unread: the replay layer then reads the rest of the echo it carried itself
+//!   and hands the 503 to the client as the final answer once that echo is verified (part A,
+//!   intermediary 3 and 6), or answers `502` if the echo is wrong.
 //!
 //! ```
 //! use handoff_client::backend::{AvoidBackends, ServedBy};

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use handoff_client::backend::{AvoidBackends, ServedBy};
 use handoff_client::replay::{
     ReplayBody, ReplayError, ReplayLayer, ReplayResponseBody, ReplayStats,
@@ -58,6 +59,14 @@ enum Behaviour {
     AcceptEarly,
     /// The service call fails.
     Fail,
+    /// Answer `status` at once, dropping the body unread (an origin's early 413 that closes).
+    Refuse(StatusCode),
+    /// Read at least `read` bytes, answer `status`, and hand the body, no longer polled, to
+    /// the test (`Events::kept`): an upstream that answers early and stops reading.
+    AnswerAndKeep { read: usize, status: StatusCode },
+    /// Read at least `read` bytes, drop the body, then (a second later) hand the request
+    /// back with a 379 echoing what it read.
+    DropThenHandBack { read: usize },
 }
 
 #[derive(Debug)]
@@ -71,6 +80,11 @@ enum Event {
         backend: &'static str,
         bytes: Vec<u8>,
         error: Option<BoxError>,
+    },
+    Kept {
+        backend: &'static str,
+        body: ReplayBody<ClientBody>,
+        read: Vec<u8>,
     },
 }
 
@@ -179,6 +193,30 @@ impl Service<Req> for Fake {
                     Ok(response(StatusCode::OK, "early"))
                 }
                 Behaviour::Fail => Err("upstream connection refused".into()),
+                Behaviour::Refuse(status) => {
+                    drop(body);
+                    Ok(response(status, "refused"))
+                }
+                Behaviour::AnswerAndKeep { read, status } => {
+                    let mut body = body;
+                    let read = read_at_least(&mut body, read).await?;
+                    let _ = events.send(Event::Kept {
+                        backend,
+                        body,
+                        read,
+                    });
+                    Ok(response(status, "answered early"))
+                }
+                Behaviour::DropThenHandBack { read } => {
+                    let mut body = body;
+                    let read = read_at_least(&mut body, read).await?;
+                    drop(body);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let mut res = response(ppr::status(), read);
+                    res.extensions_mut()
+                        .insert(ServedBy(Authority::from_static(backend)));
+                    Ok(res)
+                }
             }
         })
     }
@@ -244,6 +282,18 @@ async fn hand_back(
             .insert(ServedBy(Authority::from_static(backend)));
     }
     Ok(res)
+}
+
+async fn read_at_least(body: &mut ReplayBody<ClientBody>, n: usize) -> Result<Vec<u8>, BoxError> {
+    let mut read = Vec::new();
+    while read.len() < n {
+        match body.frame().await {
+            Some(Ok(frame)) => read.extend(frame.into_data().unwrap_or_default()),
+            Some(Err(err)) => return Err(err),
+            None => break,
+        }
+    }
+    Ok(read)
 }
 
 async fn read_echoing(
@@ -326,6 +376,17 @@ impl Events {
         }
     }
 
+    /// The body an `AnswerAndKeep` origin kept, and what it read of it.
+    async fn kept(&mut self, name: &'static str) -> (ReplayBody<ClientBody>, Vec<u8>) {
+        let event = self
+            .next_matching(|e| matches!(e, Event::Kept { backend, .. } if *backend == name))
+            .await;
+        match event {
+            Event::Kept { body, read, .. } => (body, read),
+            _ => unreachable!(),
+        }
+    }
+
     fn was_called(&mut self, name: &'static str) -> bool {
         while let Ok(event) = self.rx.try_recv() {
             self.seen.push(event);
@@ -360,6 +421,10 @@ fn replay_error(err: &Option<BoxError>) -> &ReplayError {
         .expect("the body ended with an error")
         .downcast_ref::<ReplayError>()
         .expect("a ReplayError")
+}
+
+fn keeps(read: usize, status: StatusCode) -> Behaviour {
+    Behaviour::AnswerAndKeep { read, status }
 }
 
 fn hands_back(after: usize, echo: Echo) -> Behaviour {
@@ -674,6 +739,199 @@ async fn the_balancers_503_is_the_final_answer() {
     // The old exchange does not linger.
     assert!(events.body_done("a:80").await.1.is_some());
     assert_eq!(stats.failed(), 1);
+}
+
+/// Starts an upload of "hello " (two frames) that `a` hands back after six bytes with
+/// `echo`; the replay goes to `b`, or to the balancer's 503 without it.
+async fn replayed(
+    echo: Echo,
+    b: Option<Behaviour>,
+    layer: ReplayLayer,
+) -> (Proxy, Events, Sender<Bytes>) {
+    let mut backends = vec![("a:80", hands_back(6, echo))];
+    backends.extend(b.map(|b| ("b:80", b)));
+    let (fake, events) = fake(backends);
+    let (mut client, body) = ClientBody::new(4);
+    client.send_data(Bytes::from("hel")).await.unwrap();
+    client.send_data(Bytes::from("lo ")).await.unwrap();
+    (start(layer, fake, body), events, client)
+}
+
+fn is_replay_error(err: &BoxError, query: fn(&ReplayError) -> bool) -> bool {
+    err.downcast_ref::<ReplayError>().is_some_and(query)
+}
+
+#[tokio::test]
+async fn an_early_413_without_reading_the_replay_passes_once_the_echo_verifies() {
+    let stats = ReplayStats::default();
+    let refuse = Behaviour::Refuse(StatusCode::PAYLOAD_TOO_LARGE);
+    let layer = ReplayLayer::new().stats(stats.clone());
+    let (proxy, mut events, _client) = replayed(Echo::Exact, Some(refuse), layer).await;
+    let res = proxy.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(text(res).await, "refused");
+    // `b` dropped the body unread, so the layer read `a`'s echo itself; `a` was released
+    // only once that echo was complete.
+    let (bytes, error) = events.body_done("a:80").await;
+    assert_eq!(bytes, b"hello ");
+    assert!(replay_error(&error).is_detached());
+    assert_eq!(stats.replays(), 1);
+    assert_eq!(stats.echoed_bytes(), 6);
+    assert_eq!(stats.failed(), 0);
+    assert_eq!(stats.held_bytes(), 0);
+    assert!(stats.max_held_bytes() <= 3, "one frame at most");
+}
+
+#[tokio::test]
+async fn an_early_413_with_an_altered_echo_is_502() {
+    let stats = ReplayStats::default();
+    let refuse = Behaviour::Refuse(StatusCode::PAYLOAD_TOO_LARGE);
+    let layer = ReplayLayer::new().stats(stats.clone());
+    let (proxy, mut events, _client) = replayed(Echo::Altered, Some(refuse), layer).await;
+    let res = proxy.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    assert!(res.body().is_error());
+    // `a`'s exchange ended after its whole echo was read and found wrong.
+    let (_, error) = events.body_done("a:80").await;
+    assert!(replay_error(&error).is_echo_mismatch());
+    assert_eq!(stats.echoed_bytes(), 6);
+    assert_eq!(stats.failed(), 1);
+}
+
+#[tokio::test]
+async fn the_balancers_503_passes_once_the_echo_verifies() {
+    let stats = ReplayStats::default();
+    let layer = ReplayLayer::new().stats(stats.clone());
+    let (proxy, mut events, _client) = replayed(Echo::Exact, None, layer).await;
+    let res = proxy.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(text(res).await, "no backend left");
+    let (_, error) = events.body_done("a:80").await;
+    assert!(replay_error(&error).is_detached());
+    assert_eq!(stats.echoed_bytes(), 6);
+    // A replay answered with a server error did not save the request.
+    assert_eq!(stats.failed(), 1);
+}
+
+#[tokio::test]
+async fn the_balancers_503_with_an_altered_echo_is_502() {
+    let stats = ReplayStats::default();
+    let layer = ReplayLayer::new().stats(stats.clone());
+    let (proxy, mut events, _client) = replayed(Echo::Altered, None, layer).await;
+    let res = proxy.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    assert!(res.body().is_error());
+    let (_, error) = events.body_done("a:80").await;
+    assert!(replay_error(&error).is_echo_mismatch());
+    assert_eq!(stats.failed(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upstream_that_answers_early_and_stops_reading_is_verified_by_the_layer() {
+    let stats = ReplayStats::default();
+    let timeout = Duration::from_secs(5);
+    let layer = ReplayLayer::new()
+        .stats(stats.clone())
+        .echo_timeout(timeout);
+    let began = tokio::time::Instant::now();
+    let (proxy, mut events, _client) =
+        replayed(Echo::Exact, Some(keeps(3, StatusCode::OK)), layer).await;
+    // `b` read "hel" of the echo, answered, and keeps the body without polling it.
+    let (mut kept, read) = events.kept("b:80").await;
+    assert_eq!(read, b"hel");
+
+    let res = proxy.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // The layer gave `b` `echo_timeout` to move the echo on, then read the rest itself.
+    let waited = began.elapsed();
+    assert!(waited >= timeout && waited < 2 * timeout, "{waited:?}");
+    let (bytes, error) = events.body_done("a:80").await;
+    assert_eq!(bytes, b"hello ");
+    assert!(replay_error(&error).is_detached());
+    assert_eq!(stats.echoed_bytes(), 6);
+    assert_eq!(stats.failed(), 0);
+    assert_eq!(stats.held_bytes(), 0);
+
+    // `b`'s upload can never complete now. While the response may still stream on its
+    // connection, its body neither ends nor fails...
+    assert!(kept.frame().now_or_never().is_none());
+    assert_eq!(text(res).await, "answered early");
+    // ...then it fails, so that connection is closed.
+    let err = kept.frame().await.unwrap().unwrap_err();
+    assert!(is_replay_error(&err, ReplayError::is_aborted), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upstream_that_stops_reading_with_an_altered_echo_is_502() {
+    let stats = ReplayStats::default();
+    let timeout = Duration::from_secs(5);
+    let layer = ReplayLayer::new()
+        .stats(stats.clone())
+        .echo_timeout(timeout);
+    let began = tokio::time::Instant::now();
+    let (proxy, mut events, _client) =
+        replayed(Echo::Altered, Some(keeps(3, StatusCode::OK)), layer).await;
+    let (mut kept, read) = events.kept("b:80").await;
+    assert_eq!(read, b"Hel");
+
+    let res = proxy.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    assert!(began.elapsed() < 2 * timeout);
+    // `b` never gets the rest: its upload fails.
+    let err = kept.frame().await.unwrap().unwrap_err();
+    assert!(
+        is_replay_error(&err, ReplayError::is_echo_mismatch),
+        "{err}"
+    );
+    let (_, error) = events.body_done("a:80").await;
+    assert!(replay_error(&error).is_echo_mismatch());
+    assert_eq!(stats.failed(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upstream_that_answers_then_closes_is_verified_at_once() {
+    let timeout = Duration::from_secs(5);
+    let began = tokio::time::Instant::now();
+    let b = keeps(3, StatusCode::PAYLOAD_TOO_LARGE);
+    let layer = ReplayLayer::new().echo_timeout(timeout);
+    let (proxy, mut events, _client) = replayed(Echo::Exact, Some(b), layer).await;
+    let (kept, _) = events.kept("b:80").await;
+    // The 413 is held: its echo is not verified yet.
+    tokio::task::yield_now().await;
+    assert!(!proxy.is_finished());
+
+    // `b` closes its connection: hyper drops the request body.
+    drop(kept);
+    let res = proxy.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Verified as soon as the body was gone, without waiting out `echo_timeout`.
+    assert!(began.elapsed() < timeout);
+    let (_, error) = events.body_done("a:80").await;
+    assert!(replay_error(&error).is_detached());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_379_after_the_layer_read_the_echo_itself_is_502() {
+    // `b` reads "hel" of the echo and drops the body, so the layer reads "lo " itself and
+    // discards it; then `b` hands the request back. A replay on `c` would lack "lo ".
+    let stats = ReplayStats::default();
+    let (fake, mut events) = fake(vec![
+        ("a:80", hands_back(6, Echo::Exact)),
+        ("b:80", Behaviour::DropThenHandBack { read: 3 }),
+        ("c:80", Behaviour::Accept),
+    ]);
+    let (mut client, body) = ClientBody::new(4);
+    client.send_data(Bytes::from("hel")).await.unwrap();
+    client.send_data(Bytes::from("lo ")).await.unwrap();
+    let proxy = start(ReplayLayer::new().stats(stats.clone()), fake, body);
+    let res = proxy.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    assert!(!events.was_called("c:80"));
+    let (_, error) = events.body_done("a:80").await;
+    assert!(replay_error(&error).is_detached());
+    assert_eq!(stats.replays(), 1);
+    assert_eq!(stats.failed(), 1);
+    drop(client);
 }
 
 #[tokio::test]

@@ -24,6 +24,11 @@ use crate::BoxError;
 /// connection (intermediary 3). A replay's body fails when its echo is wrong, so the new
 /// origin never receives a complete request (intermediary 4 and 6).
 ///
+/// Dropping a replay's body before its echo was sent on is fine: the layer then reads the
+/// echo itself. When the layer reads it (see the [module docs](super)), a body still alive
+/// forwards nothing more, stays pending while the answer passed for it may stream on its
+/// connection, then fails.
+///
 /// It is `Send + Unpin + 'static` whenever `B: Send + 'static`, as hyper-util's client
 /// requires. See the [module docs](super) for an example.
 pub struct ReplayBody<B> {
@@ -122,12 +127,11 @@ impl<B> Drop for ReplayBody<B> {
     fn drop(&mut self) {
         let mut source = lock(&self.source);
         source.attempts[self.attempt].waker = None;
-        // Nobody else reads the echoes: without this body they would hold the old
-        // connections open forever (part A, intermediary 3).
-        if !self.ended && source.is_active(self.attempt) && source.echo_pending() {
-            let garbage = source.fail(Kind::BodyDropped);
-            drop(source);
-            drop(garbage);
+        // Nobody will pull the rest of the echo through this body: the response future reads
+        // it itself (see `drain`), so the old connections are released (part A,
+        // intermediary 3) and the replay's answer can be verified (intermediary 6).
+        if !self.ended && source.is_active(self.attempt) {
+            source.take_over();
         }
     }
 }
@@ -156,6 +160,17 @@ where
         AttemptState::Released => {
             return Poll::Ready(Some(Err(ReplayError::new(Kind::Detached).into())));
         }
+        // The layer reads the rest of the echo itself (see `drain`): forward nothing more,
+        // and stay pending while the response passed for this attempt may still stream on
+        // its connection.
+        AttemptState::TakenOver => {
+            source.attempts[attempt].park(cx);
+            return Poll::Pending;
+        }
+        // That response is done: end this exchange, which can never complete its request.
+        AttemptState::Closed => {
+            return Poll::Ready(Some(Err(ReplayError::new(Kind::TakenOver).into())));
+        }
     }
     if source.checked_out {
         // The previous active attempt is polling an echo; it wakes us when it is back.
@@ -176,6 +191,10 @@ where
     source.checked_out = false;
     if source.active() != attempt {
         source.wake_active();
+    }
+    if !source.is_active(attempt) {
+        // Taken over meanwhile: the response future may wait for this echo to read it.
+        source.wake_head();
     }
 
     let (data, complete) = match polled {
@@ -404,14 +423,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dropping_the_active_body_with_an_echo_pending_fails_the_request() {
+    async fn dropping_the_active_body_with_an_echo_pending_hands_the_echo_to_the_layer() {
         let (mut tx, source) = setup();
         tx.send_data(Bytes::from("abc")).await.unwrap();
         let mut first = ReplayBody::new(source.clone(), 0);
         now(&mut first);
         let (one, _) = lock(&source).detach(echo(&["abc"], None), backend());
         drop(ReplayBody::new(source.clone(), one));
-        assert!(matches!(lock(&source).failure, Some(Kind::BodyDropped)));
+        // Not a failure: the response future reads the echo itself (see `drain`).
+        assert!(lock(&source).failure.is_none());
+        assert!(lock(&source).taken_over());
+        // The old attempt still waits for its echo to be complete.
+        assert_eq!(now(&mut first), None);
+    }
+
+    #[tokio::test]
+    async fn a_body_taken_over_mid_poll_keeps_its_frame_for_the_layer() {
+        let (mut tx, source) = setup();
+        tx.send_data(Bytes::from("abc")).await.unwrap();
+        let mut first = ReplayBody::new(source.clone(), 0);
+        now(&mut first);
+        // While attempt 1 polls the second frame of the echo, the layer takes it over.
+        let shared = source.clone();
+        let hook: Box<dyn FnOnce() + Send> = Box::new(move || lock(&shared).take_over());
+        let (one, _) = lock(&source).detach(echo(&["a", "bc"], Some(hook)), backend());
+        let mut second = ReplayBody::new(source.clone(), one);
+        assert_eq!(now(&mut second), Some(Ok(Bytes::from("a"))));
+        assert_eq!(now(&mut second), None);
+        // "bc" was checked and kept; the layer gets it, and the old attempt is released.
+        let verified = poll_fn(|cx| crate::replay::drain::poll_drain(&source, cx)).await;
+        assert!(verified.is_ok());
+        assert_eq!(lock(&source).discarded, 2);
+        assert_eq!(lock(&source).attempts[one].forwarded, 1);
         assert!(matches!(now(&mut first), Some(Err(_))));
+        assert_eq!(now(&mut second), None);
     }
 }

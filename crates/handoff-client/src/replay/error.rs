@@ -53,8 +53,11 @@ pub(super) enum Kind {
     NoBackend,
     /// The inner service failed while replaying.
     Upstream,
-    /// The replayed request's body was dropped before its echo was verified.
-    BodyDropped,
+    /// The replay's upstream stopped pulling its body before the end of the echo; the layer
+    /// read the rest of the echo itself, so this upload can never be completed.
+    TakenOver,
+    /// A 379 arrived after the layer had discarded echoed bytes that a replay would need.
+    EchoDiscarded,
     /// The caller dropped the response future.
     Abandoned,
 }
@@ -97,15 +100,18 @@ impl ReplayError {
         matches!(self.kind, Kind::ClientBody)
     }
 
-    /// The layer gave up on the request for another reason (too many replays, no backend to
-    /// name, an upstream error, the caller went away): the upstream request is aborted.
+    /// The layer ended the upstream request for another reason (too many replays, no
+    /// backend to name, an upstream error, the caller went away, or an upstream that answered
+    /// before reading the whole echo, which the layer then read itself): the upstream request
+    /// is aborted.
     pub fn is_aborted(&self) -> bool {
         matches!(
             self.kind,
             Kind::TooManyReplays { .. }
                 | Kind::NoBackend
                 | Kind::Upstream
-                | Kind::BodyDropped
+                | Kind::TakenOver
+                | Kind::EchoDiscarded
                 | Kind::Abandoned
         )
     }
@@ -129,8 +135,11 @@ impl fmt::Display for Kind {
             Kind::TooManyReplays { max } => write!(f, "more than {max} replays"),
             Kind::NoBackend => f.write_str("the backend that answered 379 is unknown"),
             Kind::Upstream => f.write_str("the upstream service failed during a replay"),
-            Kind::BodyDropped => {
-                f.write_str("the replayed body was dropped before its echo was verified")
+            Kind::TakenOver => f.write_str(
+                "the upstream stopped reading before the end of the echo; the layer read the rest",
+            ),
+            Kind::EchoDiscarded => {
+                f.write_str("a 379 arrived after the layer had discarded the echo to replay")
             }
             Kind::Abandoned => f.write_str("the response future was dropped"),
         }
@@ -188,6 +197,8 @@ mod tests {
 
         let aborted = ReplayError::new(Kind::TooManyReplays { max: 3 });
         assert!(aborted.is_aborted());
+        assert!(ReplayError::new(Kind::TakenOver).is_aborted());
+        assert!(ReplayError::new(Kind::EchoDiscarded).is_aborted());
         assert!(aborted.source().is_none());
         assert!(ReplayError::new(Kind::Detached).is_detached());
         assert!(ReplayError::new(Kind::EchoMismatch { expected: 1 }).is_echo_mismatch());

@@ -1,7 +1,7 @@
 //! What the response future knows about one client request: its retained head, the
 //! backends to avoid, the replay count, and its handle on the shared body source.
 
-use std::task::Context;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -10,6 +10,7 @@ use http_body::Body;
 use http_body_util::BodyExt;
 
 use super::body::ReplayBody;
+use super::drain::{poll_drain, Release};
 use super::error::Kind;
 use super::head::Head;
 use super::layer::ReplayLayer;
@@ -33,8 +34,11 @@ pub(super) enum Verdict {
     Verified,
     /// The request failed.
     Failed(Kind),
-    /// An echo is still being read; the number is the echoed bytes read so far.
+    /// An echo is still being read through the replay's body; the number is the echoed
+    /// bytes read so far.
     Waiting(u64),
+    /// The layer reads the rest of the echo itself (see `drain`).
+    Draining,
 }
 
 impl<B> Exchange<B> {
@@ -87,6 +91,11 @@ impl<B> Exchange<B> {
             if let Some(kind) = &source.failure {
                 return Err(kind.clone());
             }
+            // The layer read part of an echo itself and dropped it (see `drain`): a replay
+            // would lack those bytes.
+            if source.discarded > 0 {
+                return Err(Kind::EchoDiscarded);
+            }
             source.detach(echo, backend.clone())
         };
         // Nothing was forwarded: drop the old exchange at once (outside the lock).
@@ -105,8 +114,9 @@ impl<B> Exchange<B> {
     }
 
     /// Whether a replay's response head may go to the client: only once every echo was
-    /// verified (part A, intermediary 6). Registers the task otherwise.
-    pub(super) fn verdict(&mut self, cx: &Context<'_>) -> Verdict {
+    /// verified (part A, intermediary 6). Reads the echo itself when the replay's upstream
+    /// no longer pulls it; registers the task otherwise.
+    pub(super) fn verdict(&mut self, cx: &mut Context<'_>) -> Verdict {
         let mut source = lock(&self.source);
         if let Some(kind) = &source.failure {
             return Verdict::Failed(kind.clone());
@@ -114,33 +124,72 @@ impl<B> Exchange<B> {
         if !source.echo_pending() {
             return Verdict::Verified;
         }
+        if source.taken_over() {
+            drop(source);
+            return match poll_drain(&self.source, cx) {
+                Poll::Ready(Ok(())) => Verdict::Verified,
+                Poll::Ready(Err(kind)) => Verdict::Failed(kind),
+                Poll::Pending => Verdict::Draining,
+            };
+        }
         source.wait_head(cx);
         Verdict::Waiting(source.echo_progress)
     }
 
-    /// The failure, if the request failed while its replay is in flight; registers the task
-    /// otherwise.
-    pub(super) fn poll_failure(&mut self, cx: &Context<'_>) -> Option<Kind> {
+    /// While a replay is in flight: the failure, if the request failed. When the replay's
+    /// body was dropped, reads the echo itself meanwhile (see `drain`), which releases the
+    /// old exchanges early. Registers the task otherwise.
+    pub(super) fn poll_echo(&mut self, cx: &mut Context<'_>) -> Option<Kind> {
         let mut source = lock(&self.source);
-        if source.failure.is_none() {
-            source.wait_head(cx);
+        if let Some(kind) = &source.failure {
+            return Some(kind.clone());
         }
-        source.failure.clone()
+        if source.taken_over() {
+            drop(source);
+            return match poll_drain(&self.source, cx) {
+                Poll::Ready(Err(kind)) => Some(kind),
+                Poll::Ready(Ok(())) | Poll::Pending => None,
+            };
+        }
+        source.wait_head(cx);
+        None
+    }
+
+    /// A held replay's response saw no echo progress for `echo_timeout`: its upstream no
+    /// longer pulls the replay's body, so the layer reads the rest of the echo itself.
+    pub(super) fn take_over(&mut self) {
+        tracing::debug!(
+            replays = self.replays,
+            "the replay's body is not read any more: the layer reads the echo itself"
+        );
+        lock(&self.source).take_over();
     }
 
     /// The response goes to the client as is.
-    pub(super) fn pass<R>(&mut self, response: Response<R>) -> Response<ReplayResponseBody<R>> {
+    pub(super) fn pass<R>(&mut self, response: Response<R>) -> Response<ReplayResponseBody<R>>
+    where
+        B: Send + 'static,
+    {
         self.done = true;
-        if self.replays > 0 && response.status() == http::StatusCode::SERVICE_UNAVAILABLE {
-            // The balancer's "no backend left" (see `backend`), or an origin refusing the
-            // replay: either way the replay did not save the request.
+        let status = response.status();
+        if self.replays > 0 && status.is_server_error() {
+            // The balancer's own 503 "no backend left" (see `backend`), an upstream error it
+            // turned into a response, or an origin failing the replayed request: the replay
+            // did not save the request (see `ReplayStats::failed`).
             self.config.stats.add_failed();
             tracing::warn!(
                 replays = self.replays,
-                "the replayed request was answered 503"
+                status = status.as_u16(),
+                "the replayed request was answered with a server error"
             );
         }
-        response.map(ReplayResponseBody::new)
+        // If the layer read this replay's echo itself, its upload ends once this response
+        // is done (see `drain`).
+        let release = match self.replays {
+            0 => None,
+            _ => Release::taken_over(&self.source),
+        };
+        response.map(|body| ReplayResponseBody::new(body).releasing(release))
     }
 
     /// The request cannot be saved: fail every attempt and answer `502` (part A,

@@ -23,7 +23,9 @@ pin_project! {
     /// Response future of [`Replay`](super::Replay).
     ///
     /// Drives the first attempt, then each replay through a [`Oneshot`] on a clone of the
-    /// inner service, and holds a replay's response head until its echo is verified.
+    /// inner service, and holds a replay's response head until its echo is verified,
+    /// reading the echo itself when the replay's upstream stops pulling it (see the
+    /// [module docs](super)).
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ResponseFuture<S, B>
     where
@@ -47,8 +49,9 @@ pin_project! {
             #[pin]
             future: O,
         },
-        // A replay's response head, held until its echo is verified (part A,
-        // intermediary 6). `progress` is the echoed byte count when `sleep` was last reset.
+        // A replay's response head (any status), held until its echo is verified (part A,
+        // intermediary 6). `progress` is the echoed byte count when `sleep` was last reset;
+        // when `sleep` fires the layer takes the echo over from the replay's body.
         Holding {
             response: Option<R>,
             #[pin]
@@ -122,7 +125,7 @@ where
                         this.state.set(State::Done);
                         return Poll::Ready(Ok(this.exchange.bad_gateway(Kind::Upstream)));
                     }
-                    Poll::Pending => match this.exchange.poll_failure(cx) {
+                    Poll::Pending => match this.exchange.poll_echo(cx) {
                         Some(kind) => {
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(this.exchange.bad_gateway(kind)));
@@ -144,6 +147,9 @@ where
                         this.state.set(State::Done);
                         return Poll::Ready(Ok(this.exchange.bad_gateway(kind)));
                     }
+                    // The layer reads the echo itself; the echo's own timer bounds the wait
+                    // for each frame, and its waker or a failure wakes this task.
+                    Verdict::Draining => return Poll::Pending,
                     Verdict::Waiting(now) => {
                         let timeout = this.exchange.config().echo_timeout;
                         if now != *progress {
@@ -151,9 +157,12 @@ where
                             sleep.as_mut().reset(deadline(timeout));
                         }
                         ready!(sleep.poll(cx));
-                        this.state.set(State::Done);
-                        let kind = Kind::EchoTimeout { timeout };
-                        return Poll::Ready(Ok(this.exchange.bad_gateway(kind)));
+                        // No echoed byte went through the replay's body for `echo_timeout`:
+                        // its upstream, which has answered, no longer pulls it. Read the rest
+                        // of the echo here instead, each frame bounded by the echo's own
+                        // timer.
+                        this.exchange.take_over();
+                        continue;
                     }
                 },
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
@@ -173,14 +182,14 @@ where
                     }
                 }
             }
-            // A first attempt has no echo to verify; nor does the balancer's 503 "no backend
-            // left", which comes without the body ever being read.
-            if this.exchange.replays() == 0
-                || response.status() == http::StatusCode::SERVICE_UNAVAILABLE
-            {
+            // A first attempt has no echo to verify.
+            if this.exchange.replays() == 0 {
                 this.state.set(State::Done);
                 return Poll::Ready(Ok(this.exchange.pass(response)));
             }
+            // Part A, intermediary 6: whatever its status, a replay's answer waits until the
+            // echo it carries is verified, even an answer sent without reading the body (the
+            // balancer's 503, an origin's early 413): the layer then reads the echo itself.
             let timeout = this.exchange.config().echo_timeout;
             this.state.set(State::Holding {
                 response: Some(response),

@@ -44,10 +44,13 @@ impl ReplayLayer {
         self
     }
 
-    /// The longest the layer waits for the next frame of an echo, or with a replay's
-    /// response head held until its echo is verified. Without it, an origin that stops
-    /// echoing would hold the request (and its old connection) forever. On expiry the
+    /// The longest the layer waits for the next frame of an echo. Without it, an origin that
+    /// stops echoing would hold the request (and its old connection) forever. On expiry the
     /// client gets `502`. Default 30 s.
+    ///
+    /// It is also how long a replay's answer is held while no echoed byte goes through the
+    /// replay's body: after that the layer reads the rest of the echo itself (see the
+    /// [module docs](super)).
     pub fn echo_timeout(mut self, timeout: Duration) -> Self {
         self.echo_timeout = timeout;
         self

@@ -19,15 +19,49 @@
 //!    [`ReplayLayer::echo_timeout`], more than [`ReplayLayer::max_replays`] replays, or an
 //!    upstream error during a replay answers the client `502` (short plain text) and logs a
 //!    `warn` line; the replayed upstream request is aborted with an error so its origin
-//!    never sees it complete. A replay's response is held until its echo is verified.
+//!    never sees it complete.
+//! 5. A replay's response, whatever its status, is held until its echo is verified
+//!    (intermediary 6), then passed to the client as is; see below when it comes before its
+//!    upstream read the whole echo.
+//!
+//! # Answers that come before the echo is read
+//!
+//! Only the replay's request body, pulled by its upstream connection, moves an echo on. An
+//! upstream may answer without reading it all: the balancer's `503` when no backend is left,
+//! an origin's early `413` or `400`, an origin that answers and closes. Its answer gets no
+//! special treatment by status; what matters is whether anybody still pulls the echo:
+//!
+//! - **The replay's body is dropped** (the balancer never sent it, hyper's connection
+//!   ended): nobody will pull the echo any more, so the layer reads the rest of it itself,
+//!   at once, even before the answer arrives.
+//! - **The body is alive but not polled** (the upstream keeps the connection but stopped
+//!   reading): once the answer is in and no echoed byte went through the body for
+//!   [`ReplayLayer::echo_timeout`], the layer takes the echo over the same way. Before the
+//!   answer arrives an idle body is left alone, as for any request: hyper may still be
+//!   connecting.
+//! - **The body is alive and polled**: the answer is held while the body moves the echo on,
+//!   as for any replay.
+//!
+//! Reading it itself, the layer checks the echo exactly as the body would (count and
+//! SHA-256, part A intermediary 4 and 6), one frame at a time, each wait bounded by
+//! `echo_timeout`, never past the forwarded count, and discards the bytes: nothing is
+//! buffered. Each old exchange is released only once its echo is complete (intermediary 3).
+//! A verified echo lets the answer through unchanged (so the balancer's `503` reaches the
+//! client as `503`); a wrong or stalled one answers `502`. The replay's upload can never be
+//! completed after that: if its body is still alive it stays pending until the response
+//! passed for it is read to its end or dropped, then fails (so hyper closes that connection
+//! without cutting the response short), and a `379` arriving after the layer discarded echo
+//! bytes answers `502`, since another replay would lack them.
 //!
 //! # The balancer's part
 //!
 //! tower's balancers choose a backend before they see the request, so "a different origin"
 //! needs the balancer's help (see [`backend`](crate::backend)): it must skip the backends in
 //! the request's [`AvoidBackends`], tag responses with [`ServedBy`], and answer `503` itself
-//! when no backend is left, which the layer passes to the client. Without [`ServedBy`] on a
-//! `379`, the layer uses the authority of the request URI; without either it answers `502`.
+//! when no backend is left. That `503` is an answer to a replay like any other: the layer
+//! reads the echo the balancer never pulled, then passes the `503` to the client (`502` if
+//! the echo is wrong). Without [`ServedBy`] on a `379`, the layer uses the authority of the
+//! request URI; without either it answers `502`.
 //!
 //! The inner service gets `Request<ReplayBody<B>>`. [`ReplayBody`] is `Send + Unpin +
 //! 'static`, as hyper-util's `Client` needs, and fails (rather than ends) when the layer
@@ -125,6 +159,7 @@
 //! [`ServedBy`]: crate::backend::ServedBy
 
 mod body;
+mod drain;
 mod echo;
 mod error;
 mod exchange;

@@ -7,12 +7,14 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
+use super::drain::Release;
 use crate::BoxError;
 
 pin_project! {
     /// The response body of a [`Replay`](super::Replay) service: the upstream's body, passed
     /// through, or the short plain-text body of a `502` the layer answered itself (part A,
-    /// intermediary 4 and 5).
+    /// intermediary 4 and 5). When the layer read a replay's echo itself, reading this body
+    /// to its end or dropping it ends that replay's upload (see the [module docs](super)).
     ///
     /// ```
     /// use bytes::Bytes;
@@ -28,6 +30,8 @@ pin_project! {
     pub struct ReplayResponseBody<B> {
         #[pin]
         kind: Kind<B>,
+        // Dropped when this body is done: ends a replay whose echo the layer read itself.
+        release: Option<Release>,
     }
 }
 
@@ -55,7 +59,14 @@ impl<B> ReplayResponseBody<B> {
     pub fn new(body: B) -> Self {
         ReplayResponseBody {
             kind: Kind::Inner { body },
+            release: None,
         }
+    }
+
+    /// Holds `release` until this body is done (see `drain`).
+    pub(super) fn releasing(mut self, release: Option<Release>) -> Self {
+        self.release = release;
+        self
     }
 
     /// Whether this is the layer's own `502` text rather than an upstream's body.
@@ -68,6 +79,7 @@ impl<B> ReplayResponseBody<B> {
             kind: Kind::Error {
                 body: Full::new(Bytes::from_static(BAD_GATEWAY_TEXT.as_bytes())),
             },
+            release: None,
         });
         *res.status_mut() = StatusCode::BAD_GATEWAY;
         res.headers_mut().insert(
@@ -94,12 +106,17 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().kind.project() {
+        let this = self.project();
+        let poll = match this.kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx).map_err(Into::into),
             KindProj::Error { body } => Pin::new(body)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
+        };
+        if let Poll::Ready(None | Some(Err(_))) = poll {
+            *this.release = None;
         }
+        poll
     }
 
     fn is_end_stream(&self) -> bool {

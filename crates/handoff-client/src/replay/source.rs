@@ -11,6 +11,10 @@
 //! its echo from the very `ReplayBody` it was sent, whose poll and drop take this lock. While
 //! the active attempt polls the top echo it is checked out of the stack (`checked_out`), and
 //! nobody else pulls.
+//!
+//! The active attempt's body is the only puller of the echoes until its upstream stops
+//! pulling (its body was dropped, or is not polled while its response is held): the attempt
+//! is then `TakenOver` and the response future reads the rest itself (see `drain`).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -46,6 +50,9 @@ pub(super) struct Source<B> {
     pub(super) head_waiter: Option<Waker>,
     /// Echoed bytes read so far, for the response future's hold timer.
     pub(super) echo_progress: u64,
+    /// Echoed bytes the layer read itself and discarded (see `drain`): once there are any,
+    /// the request can no longer be replayed.
+    pub(super) discarded: u64,
     pub(super) stats: ReplayStats,
     pub(super) echo_timeout: Duration,
 }
@@ -73,6 +80,13 @@ pub(super) enum AttemptState {
     Detached,
     /// Its echo is complete: its body fails so that hyper ends the old exchange.
     Released,
+    /// The active attempt whose upstream stopped pulling the echo (its body was dropped, or
+    /// was not polled while its response was held): the response future reads the echo
+    /// instead, and the body, if alive, forwards nothing more and stays pending.
+    TakenOver,
+    /// A taken-over attempt whose response is done (read to its end or dropped): its body
+    /// fails so that hyper ends that exchange without ever completing the request.
+    Closed,
 }
 
 impl Attempt {
@@ -110,6 +124,7 @@ impl<B> Source<B> {
             failure: None,
             head_waiter: None,
             echo_progress: 0,
+            discarded: 0,
             stats,
             echo_timeout,
         }))
@@ -129,6 +144,31 @@ impl<B> Source<B> {
     /// Whether echoed bytes are still to be sent (and verified).
     pub(super) fn echo_pending(&self) -> bool {
         self.checked_out || !self.echoes.is_empty()
+    }
+
+    /// Whether the response future reads the echoes itself: nobody else will pull them.
+    pub(super) fn taken_over(&self) -> bool {
+        self.failure.is_none() && self.attempts[self.active()].state == AttemptState::TakenOver
+    }
+
+    /// The active attempt's upstream no longer pulls the echo: it forwards nothing more, and
+    /// the response future reads the rest of the echo itself (see `drain`).
+    pub(super) fn take_over(&mut self) {
+        let active = self.active();
+        if self.is_active(active) && self.echo_pending() {
+            self.attempts[active].state = AttemptState::TakenOver;
+            self.wake_head();
+        }
+    }
+
+    /// The response passed for a taken-over attempt is done: fail its body, so that hyper
+    /// ends that exchange (the request can no longer be completed, its echo was discarded).
+    pub(super) fn close(&mut self, index: usize) {
+        let attempt = &mut self.attempts[index];
+        if attempt.state == AttemptState::TakenOver {
+            attempt.state = AttemptState::Closed;
+            attempt.wake();
+        }
     }
 
     /// The active attempt got a 379: stop it and queue its echo (part A, intermediary 2).

@@ -44,8 +44,11 @@ impl ReplayStats {
         self.counters.echoed.load(Ordering::Relaxed)
     }
 
-    /// Client requests that a replay could not save: the layer answered `502`, or the
-    /// balancer answered a replay with `503` (no backend left).
+    /// Client requests that a replay could not save: the layer answered `502`, or a replay's
+    /// answer, passed to the client, was a server error (`5xx`: the balancer's `503` when no
+    /// backend is left, an upstream error it turned into a response, an origin failing the
+    /// replayed request). Other answers to a replay, a `413` included, count as saved: the
+    /// request reached an origin, which decided.
     pub fn failed(&self) -> u64 {
         self.counters.failed.load(Ordering::Relaxed)
     }
