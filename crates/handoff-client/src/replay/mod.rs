@@ -7,7 +7,7 @@
 //! client never sees an error and never re-sends a byte (part A, intermediary side):
 //!
 //! 1. Each request body is forwarded as it arrives, counted and hashed (SHA-256); the layer
-//!    keeps no copy of it. [`ReplayStats::max_held_bytes`] stays at one frame.
+//!    keeps no copy of it. [`ReplayStats::max_held_bytes`] stays at one frame per request.
 //! 2. On a `379` the layer stops forwarding to that origin and rebuilds the request from its
 //!    own copy of the head (never from the `Echo-` headers), without `Host`, with
 //!    `Partial-Post-Replay: k` and with the origin added to the [`AvoidBackends`] request

@@ -6,7 +6,8 @@ use std::sync::Arc;
 ///
 /// Create one, hand a clone to [`ReplayLayer::stats`](super::ReplayLayer::stats) and read
 /// the other: for metrics, or to check in tests that the layer never buffers a request body
-/// (`max_held_bytes` stays at one frame). See the [module docs](super) for a full example.
+/// (`max_held_bytes` stays at one frame per request in flight). See the [module docs](super)
+/// for a full example.
 ///
 /// ```
 /// use handoff_client::replay::{ReplayLayer, ReplayStats};
@@ -53,14 +54,15 @@ impl ReplayStats {
         self.counters.failed.load(Ordering::Relaxed)
     }
 
-    /// Body bytes the layer holds right now: read from the client or an echo and not yet
-    /// handed to the upstream connection.
+    /// Body bytes the layer holds right now, all requests together: read from the client or
+    /// an echo and not yet handed to the upstream connection.
     pub fn held_bytes(&self) -> u64 {
         self.counters.held.load(Ordering::Relaxed)
     }
 
-    /// The peak of [`held_bytes`](Self::held_bytes): at most one frame, since the layer keeps
-    /// no copy of the body (part A, intermediary 1).
+    /// The peak of [`held_bytes`](Self::held_bytes): at most one frame per request in flight
+    /// (frames are as large as the connection delivers them, up to hyper's read buffer of a
+    /// few hundred KiB), since the layer keeps no copy of the body (part A, intermediary 1).
     pub fn max_held_bytes(&self) -> u64 {
         self.counters.max_held.load(Ordering::Relaxed)
     }

@@ -19,6 +19,15 @@
 //! [`max_total_echo_bytes`](PartialPostReplayLayer::max_total_echo_bytes) budget (1 GiB)
 //! spent, and requests a [`ReplayPredicate`] ruled out.
 //!
+//! # Memory
+//!
+//! Because the echo must include the bytes the handler already consumed (part A, server 4),
+//! the layer keeps a reference to every body frame the handler read (no copy: the same
+//! `Bytes`) until the body completes, the handler disables replay, or a bound is reached.
+//! That memory would otherwise have been freed as the handler went along: budget for it with
+//! [`max_echo_bytes`](PartialPostReplayLayer::max_echo_bytes) per request and
+//! [`max_total_echo_bytes`](PartialPostReplayLayer::max_total_echo_bytes) per layer.
+//!
 //! # Prior knowledge
 //!
 //! A `379` must never reach an end user (part A, server 2). Add this layer only to servers

@@ -108,6 +108,8 @@ where
 
     fn keep(&self, state: &mut RecorderState<B>, data: &Bytes) {
         if !self.control.is_replayable() {
+            // The handler disabled replay: what was kept for the echo is no longer needed.
+            Self::forget(state);
             return;
         }
         let within_request_bound = state.consumed_len + data.len() <= self.max_echo_bytes;
@@ -119,13 +121,19 @@ where
                 "echo bound reached; the request will drain instead of being replayed"
             );
             self.control.disable();
-            state.consumed = VecDeque::new();
-            state.consumed_len = 0;
-            state.reservation.release();
+            Self::forget(state);
             return;
         }
         state.consumed_len += data.len();
         state.consumed.push_back(data.clone());
+    }
+
+    fn forget(state: &mut RecorderState<B>) {
+        if state.consumed_len > 0 {
+            state.consumed = VecDeque::new();
+            state.consumed_len = 0;
+            state.reservation.release();
+        }
     }
 
     /// Takes the body away from the handler if the request can still be handed off:
