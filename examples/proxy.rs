@@ -19,8 +19,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use support::cli::parse_secs;
 use http::Uri;
+use support::cli::parse_secs;
 use support::connections::Ended;
 use support::proxy::{spawn_proxy, ProxyConfig};
 use support::signal::Termination;
