@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use support::cli::parse_secs;
-use support::connections::{rebind, Ended};
+use support::connections::Ended;
 use support::origin::{spawn_origin, OriginConfig, OriginHandle, OriginStats};
 use support::proxy::{spawn_proxy, ProxyConfig, ProxyHandle};
+use support::rolling::{restart_origin, RestartEvent};
 use support::upload::{upload_with, UploadOutcome, UploadSpec};
 use support::BoxError;
 use tokio::net::TcpListener;
@@ -194,8 +195,7 @@ async fn run(args: Args) -> Result<ExitCode, BoxError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Shuts `old` down, starts its successor on the same port, waits for `old` to end and for
-/// the proxy to use the port again.
+/// Replaces `old` by its successor on the same port, telling the timeline how it went.
 async fn restart(
     timeline: &Timeline,
     proxy: &ProxyHandle,
@@ -203,36 +203,33 @@ async fn restart(
     cfg: OriginConfig,
     stats: &OriginStats,
 ) -> Result<OriginHandle, BoxError> {
-    let addr = old.addr();
     let in_flight = stats.uploads_started() - stats.uploads_completed();
     timeline.event(format!(
         "restarting origin {} ({in_flight} uploads in its handlers)",
         old.name()
     ));
-    old.shutdown();
-    let listener = rebind(addr, Duration::from_secs(5)).await?;
-    let name = cfg.name.clone();
-    let new = spawn_origin(listener, cfg, stats.clone()).await?;
-    timeline.event(format!("origin {name} listening on {addr}"));
-
-    let old_name = old.name().to_owned();
-    match old.wait().await {
-        Ended::Drained => timeline.event(format!("origin {old_name} drained and exited")),
-        Ended::Forced(closed) => timeline.event(format!(
-            "origin {old_name} exited after its drain window, cutting {closed} connection(s)"
+    restart_origin(proxy, old, cfg, stats, |event| match event {
+        RestartEvent::Listening { name, addr } => {
+            timeline.event(format!("origin {name} listening on {addr}"))
+        }
+        RestartEvent::OldEnded {
+            name,
+            ended: Ended::Drained,
+        } => timeline.event(format!("origin {name} drained and exited")),
+        RestartEvent::OldEnded {
+            name,
+            ended: Ended::Forced(closed),
+        } => timeline.event(format!(
+            "origin {name} exited after its drain window, cutting {closed} connection(s)"
         )),
-    }
-
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !proxy.backend_up(addr) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    if proxy.backend_up(addr) {
-        timeline.event(format!("proxy routes to {addr} again"));
-    } else {
-        timeline.event(format!("proxy still has {addr} marked down"));
-    }
-    Ok(new)
+        RestartEvent::Routed { addr, again: true } => {
+            timeline.event(format!("proxy routes to {addr} again"))
+        }
+        RestartEvent::Routed { addr, again: false } => {
+            timeline.event(format!("proxy still has {addr} marked down"))
+        }
+    })
+    .await
 }
 
 /// The outcome counts of a run.

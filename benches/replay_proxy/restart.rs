@@ -14,9 +14,9 @@ use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 
 use crate::rig::start_proxy;
-use crate::support::connections::rebind;
 use crate::support::origin::{spawn_origin, OriginConfig, OriginHandle, OriginStats};
-use crate::support::proxy::{ProxyConfig, ProxyHandle};
+use crate::support::proxy::ProxyConfig;
+use crate::support::rolling::restart_origin;
 use crate::support::upload::{upload_with, UploadOutcome, UploadSpec};
 use crate::support::BoxError;
 
@@ -103,7 +103,7 @@ pub(crate) async fn run(
     let mut successors = Vec::new();
     for ((name, at), (old, stats)) in plan.into_iter().zip(first.into_iter().zip(&stats)) {
         tokio::time::sleep_until((started + at).into()).await;
-        successors.push(replace_origin(&proxy, old, origin_cfg(name), stats).await?);
+        successors.push(restart_origin(&proxy, old, origin_cfg(name), stats, |_| {}).await?);
     }
 
     let mut outcomes = Vec::new();
@@ -155,24 +155,4 @@ fn failure_label(upload: &UploadOutcome) -> String {
     } else {
         upload.status.as_u16().to_string()
     }
-}
-
-/// Shuts `old` down and starts `cfg` on its port, then waits for `old` to end and for the
-/// proxy to route to the port again (at most 5 s).
-async fn replace_origin(
-    proxy: &ProxyHandle,
-    old: OriginHandle,
-    cfg: OriginConfig,
-    stats: &OriginStats,
-) -> Result<OriginHandle, BoxError> {
-    let addr = old.addr();
-    old.shutdown();
-    let listener = rebind(addr, Duration::from_secs(5)).await?;
-    let new = spawn_origin(listener, cfg, stats.clone()).await?;
-    old.wait().await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !proxy.backend_up(addr) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(new)
 }

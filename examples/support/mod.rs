@@ -9,6 +9,7 @@
 //! - [`balancer`]: round robin over hyper-util's client, honouring `AvoidBackends`.
 //! - [`backends`]: the backend set: up/down state and the round-robin pick.
 //! - [`health`]: the background `GET /health` checker that brings a backend back.
+//! - [`rolling`]: one step of a rolling restart (a new origin on the old one's port).
 //! - [`connections`]: a listener that can close every accepted connection (a process exit).
 //! - [`pattern`]: the deterministic pseudo-random upload body.
 //! - [`upload`]: the client side of one upload, with its verdict.
@@ -28,6 +29,7 @@ pub(crate) mod logging;
 pub(crate) mod origin;
 pub(crate) mod pattern;
 pub(crate) mod proxy;
+pub(crate) mod rolling;
 pub(crate) mod signal;
 pub(crate) mod upload;
 
