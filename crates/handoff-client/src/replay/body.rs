@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use sha2::Digest;
 
-use super::echo::EchoData;
+use super::echo_step::{poll_top_echo, EchoFrame, EchoStep};
 use super::error::{Kind, ReplayError};
 use super::source::{lock, AttemptState, Client, SharedSource, Source};
 use crate::BoxError;
@@ -172,62 +172,37 @@ where
             return Poll::Ready(Some(Err(ReplayError::new(Kind::TakenOver).into())));
         }
     }
-    if source.checked_out {
-        // The previous active attempt is polling an echo; it wakes us when it is back.
-        source.attempts[attempt].park(cx);
-        return Poll::Pending;
-    }
-    let Some(mut echo) = source.echoes.pop() else {
-        return poll_client(&mut source, attempt, cx);
-    };
-
-    // The echo is polled without the lock (see `source`).
-    source.checked_out = true;
-    let depth = source.echoes.len();
-    let stats = source.stats.clone();
-    drop(source);
-    let polled = echo.poll_data(cx, &stats);
-    let mut source = lock(shared);
-    source.checked_out = false;
-    if source.active() != attempt {
-        source.wake_active();
-    }
-    if !source.is_active(attempt) {
-        // Taken over meanwhile: the response future may wait for this echo to read it.
-        source.wake_head();
-    }
-
-    let (data, complete) = match polled {
-        Poll::Pending => {
-            source.echoes.insert(depth, echo);
+    let step = poll_top_echo(shared, source, cx, |source| {
+        if source.active() != attempt {
+            source.wake_active();
+        }
+        if !source.is_active(attempt) {
+            // Taken over meanwhile: the response future may wait for this echo to read it.
+            source.wake_head();
+        }
+    });
+    let EchoFrame {
+        mut source,
+        mut echo,
+        depth,
+        data,
+        complete,
+        old_exchange,
+        held: _held,
+    } = match step {
+        EchoStep::Empty(mut source) => return poll_client(&mut source, attempt, cx),
+        // The previous active attempt is polling an echo and wakes us when it is back, or
+        // the echo has no frame yet and wakes us itself.
+        EchoStep::CheckedOut(mut source) | EchoStep::Pending(mut source) => {
             source.attempts[attempt].park(cx);
             return Poll::Pending;
         }
-        Poll::Ready(Err(kind)) => {
-            let err = ReplayError::new(kind.clone());
-            let garbage = source.fail(kind);
-            drop(source);
-            drop((garbage, echo));
-            return Poll::Ready(Some(Err(err.into())));
-        }
-        Poll::Ready(Ok(EchoData { data, complete })) => (data, complete),
+        EchoStep::Failed(kind) => return Poll::Ready(Some(Err(ReplayError::new(kind).into()))),
+        EchoStep::Frame(frame) => frame,
     };
-    let _held = stats.hold(data.len() as u64);
-    if let Some(kind) = &source.failure {
-        let err = ReplayError::new(kind.clone());
-        drop(source);
-        drop(echo);
-        return Poll::Ready(Some(Err(err.into())));
-    }
-    source.echo_progress += data.len() as u64;
     source.wake_head();
-    // Part A, intermediary 3: once the echo holds every forwarded byte, the old exchange
-    // is dropped, and releasing the detached attempt fails its body so hyper closes that
-    // connection.
-    let old_exchange = echo.take_body();
     if complete {
         tracing::debug!(backend = %echo.backend, "echo verified");
-        source.release(echo.attempt);
     }
     let poll = if source.is_active(attempt) {
         forward(&mut source, attempt, &data);
@@ -242,6 +217,7 @@ where
         source.attempts[attempt].park(cx);
         Poll::Pending
     };
+    // Part A, intermediary 3: the old exchange ends outside the lock.
     drop(source);
     drop(old_exchange);
     poll

@@ -21,7 +21,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 
-use super::echo::EchoData;
+use super::echo_step::{poll_top_echo, EchoFrame, EchoStep};
 use super::error::Kind;
 use super::source::{lock, AttemptState, SharedSource, Source};
 
@@ -38,51 +38,28 @@ pub(super) fn poll_drain<B>(
         }
         // Registered for failures, and for a body handing back an echo it was polling.
         source.wait_head(cx);
-        if source.checked_out {
-            return Poll::Pending;
-        }
-        let Some(mut echo) = source.echoes.pop() else {
-            return Poll::Ready(Ok(()));
-        };
         // Polled without the lock, like the body does (see `source`).
-        source.checked_out = true;
-        let depth = source.echoes.len();
-        let stats = source.stats.clone();
-        drop(source);
-        let polled = echo.poll_data(cx, &stats);
-        let mut source = lock(shared);
-        source.checked_out = false;
-
-        let EchoData { data, complete } = match polled {
-            Poll::Pending => {
-                source.echoes.insert(depth, echo);
-                return Poll::Pending;
-            }
-            Poll::Ready(Err(kind)) => {
-                let garbage = source.fail(kind.clone());
-                drop(source);
-                drop((garbage, echo));
-                return Poll::Ready(Err(kind));
-            }
-            Poll::Ready(Ok(data)) => data,
+        let EchoFrame {
+            mut source,
+            echo,
+            depth,
+            data,
+            complete,
+            old_exchange,
+            held: _held,
+        } = match poll_top_echo(shared, source, cx, |_| {}) {
+            EchoStep::Empty(_) => return Poll::Ready(Ok(())),
+            EchoStep::CheckedOut(_) | EchoStep::Pending(_) => return Poll::Pending,
+            EchoStep::Failed(kind) => return Poll::Ready(Err(kind)),
+            EchoStep::Frame(frame) => frame,
         };
-        let _held = stats.hold(data.len() as u64);
-        if let Some(kind) = &source.failure {
-            let kind = kind.clone();
-            drop(source);
-            drop(echo);
-            return Poll::Ready(Err(kind));
-        }
-        source.echo_progress += data.len() as u64;
         source.discarded += data.len() as u64;
-        // Part A, intermediary 3: a complete echo ends the old exchange.
-        let old_exchange = echo.take_body();
         if complete {
             tracing::debug!(backend = %echo.backend, "echo verified by the layer itself");
-            source.release(echo.attempt);
         } else {
             source.echoes.insert(depth, echo);
         }
+        // Part A, intermediary 3: a complete echo ends the old exchange, outside the lock.
         drop(source);
         drop(old_exchange);
     }

@@ -161,6 +161,7 @@
 mod body;
 mod drain;
 mod echo;
+mod echo_step;
 mod error;
 mod exchange;
 mod future;
