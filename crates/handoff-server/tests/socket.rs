@@ -211,3 +211,73 @@ async fn without_the_layer_shutdown_drains() {
     tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
     assert_eq!(seen.answered.load(Ordering::SeqCst), 1);
 }
+
+/// Issue #3 item 2, HTTP/2: the stream gets the 379 (with its echo) and the connection a
+/// GOAWAY, seen through a raw h2 client.
+#[tokio::test]
+async fn h2c_stream_gets_the_379_and_the_connection_a_goaway() {
+    let (addr, shutdown, seen, server) = serve(true).await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post(format!("http://{addr}/upload"))
+        .body(())
+        .unwrap();
+    let (response, mut upload) = client.send_request(request, false).unwrap();
+    upload
+        .send_data(Bytes::from_static(b"first "), false)
+        .unwrap();
+    tokio::time::timeout(LIMIT, seen.first_frame.notified())
+        .await
+        .unwrap();
+    shutdown.trigger();
+
+    let response = tokio::time::timeout(LIMIT, response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 379);
+    upload
+        .send_data(Bytes::from_static(b"second"), true)
+        .unwrap();
+    let mut body = response.into_body();
+    let mut echo = Vec::new();
+    while let Some(data) = tokio::time::timeout(LIMIT, body.data()).await.unwrap() {
+        let data = data.unwrap();
+        body.flow_control().release_capacity(data.len()).unwrap();
+        echo.extend_from_slice(&data);
+    }
+    assert_eq!(echo, b"first second");
+
+    // The GOAWAY: the connection takes no new stream, then closes without an error.
+    let refused = tokio::time::timeout(LIMIT, async {
+        loop {
+            match client.clone().ready().await {
+                Err(err) => break err,
+                Ok(mut ready) => {
+                    let probe = http::Request::get(format!("http://{addr}/upload"))
+                        .body(())
+                        .unwrap();
+                    match ready.send_request(probe, true) {
+                        Err(err) => break err,
+                        Ok((response, _)) => match response.await {
+                            Err(err) => break err,
+                            Ok(response) => panic!("a new stream was served: {response:?}"),
+                        },
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(refused.is_go_away(), "{refused:?}");
+    assert_eq!(refused.reason(), Some(h2::Reason::NO_ERROR), "{refused:?}");
+    tokio::time::timeout(LIMIT, connection)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
+}
