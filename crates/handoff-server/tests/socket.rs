@@ -251,27 +251,18 @@ async fn h2c_stream_gets_the_379_and_the_connection_a_goaway() {
     assert_eq!(echo, b"first second");
 
     // The GOAWAY: the connection takes no new stream, then closes without an error.
-    let refused = tokio::time::timeout(LIMIT, async {
-        loop {
-            match client.clone().ready().await {
-                Err(err) => break err,
-                Ok(mut ready) => {
-                    let probe = http::Request::get(format!("http://{addr}/upload"))
-                        .body(())
-                        .unwrap();
-                    match ready.send_request(probe, true) {
-                        Err(err) => break err,
-                        Ok((response, _)) => match response.await {
-                            Err(err) => break err,
-                            Ok(response) => panic!("a new stream was served: {response:?}"),
-                        },
-                    }
-                }
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let probe = async {
+        let mut ready = client.clone().ready().await?;
+        let request = http::Request::get(format!("http://{addr}/upload"))
+            .body(())
+            .unwrap();
+        let (response, _) = ready.send_request(request, true)?;
+        response.await
+    };
+    let refused = tokio::time::timeout(LIMIT, probe)
+        .await
+        .unwrap()
+        .expect_err("no new stream is served after the GOAWAY");
     assert!(refused.is_go_away(), "{refused:?}");
     assert_eq!(refused.reason(), Some(h2::Reason::NO_ERROR), "{refused:?}");
     tokio::time::timeout(LIMIT, connection)
