@@ -13,16 +13,14 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use support::cli::parse_secs;
-use support::connections::Ended;
 use support::origin::{spawn_origin, OriginConfig, OriginStats};
-use support::signal::Termination;
+use support::signal::{serve_until_terminated, Termination};
 use support::BoxError;
 
 /// Upload origin: streams and hashes POST /upload, hands unfinished uploads back to the
@@ -63,32 +61,14 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<ExitCode, BoxError> {
     // Before the address is announced: a SIGTERM right after it must not kill us.
-    let mut termination = Termination::install()?;
+    let termination = Termination::install()?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let cfg = OriginConfig::new(args.name)
         .replay(args.replay)
         .drain_timeout(args.drain_timeout)
         .max_echo_bytes(args.max_echo_bytes);
     let origin = spawn_origin(listener, cfg, OriginStats::default()).await?;
-
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on {}", origin.addr())?;
-    stdout.flush()?;
-    drop(stdout);
-
-    let signal = termination.recv().await;
-    tracing::info!(signal, "shutting down");
-    origin.shutdown();
-    tokio::select! {
-        ended = origin.wait() => {
-            if let Ended::Forced(closed) = ended {
-                tracing::warn!(closed, "drain timeout reached");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        signal = termination.recv() => {
-            tracing::warn!(signal, "second signal, exiting without draining");
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    let addr = origin.addr();
+    // `wait` begins the graceful shutdown when it is first polled, after the signal.
+    Ok(serve_until_terminated(termination, addr, origin.wait()).await?)
 }

@@ -13,7 +13,6 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,9 +20,8 @@ use std::time::Duration;
 use clap::Parser;
 use http::Uri;
 use support::cli::parse_secs;
-use support::connections::Ended;
 use support::proxy::{spawn_proxy, ProxyConfig};
-use support::signal::Termination;
+use support::signal::{serve_until_terminated, Termination};
 use support::BoxError;
 
 /// Reverse proxy load balancer that replays uploads handed back by restarting origins.
@@ -64,7 +62,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<ExitCode, BoxError> {
-    let mut termination = Termination::install()?;
+    let termination = Termination::install()?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let cfg = ProxyConfig::new(args.backends)
         .h2(args.h2)
@@ -72,28 +70,10 @@ async fn run(args: Args) -> Result<ExitCode, BoxError> {
         .replay(!args.no_replay)
         .drain_timeout(args.drain_timeout);
     let proxy = spawn_proxy(listener, cfg).await?;
-
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on {}", proxy.addr())?;
-    stdout.flush()?;
-    drop(stdout);
-
-    let signal = termination.recv().await;
-    tracing::info!(signal, "shutting down");
+    let addr = proxy.addr();
     let stats = proxy.stats();
-    proxy.shutdown();
-    let code = tokio::select! {
-        ended = proxy.wait() => {
-            if let Ended::Forced(closed) = ended {
-                tracing::warn!(closed, "drain timeout reached");
-            }
-            ExitCode::SUCCESS
-        }
-        signal = termination.recv() => {
-            tracing::warn!(signal, "second signal, exiting without draining");
-            ExitCode::FAILURE
-        }
-    };
+    // `wait` begins the graceful shutdown when it is first polled, after the signal.
+    let code = serve_until_terminated(termination, addr, proxy.wait()).await?;
     tracing::info!(
         replays = stats.replays(),
         echoed_bytes = stats.echoed_bytes(),

@@ -1,6 +1,11 @@
 //! Waiting for the signals that ask a server to stop gracefully.
 
-use std::io;
+use std::future::Future;
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use super::connections::Ended;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -32,7 +37,31 @@ impl Termination {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT (installing the handlers on first poll).
-pub(crate) async fn terminated() -> io::Result<&'static str> {
-    Ok(Termination::install()?.recv().await)
+/// The life of an example server after it started: prints `listening on <addr>` (the first
+/// stdout line), waits for SIGTERM or SIGINT, then runs `drain` (the server's graceful
+/// shutdown). Exits with success once drained; a second signal exits at once with failure.
+pub(crate) async fn serve_until_terminated(
+    mut termination: Termination,
+    addr: SocketAddr,
+    drain: impl Future<Output = Ended>,
+) -> io::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+
+    let signal = termination.recv().await;
+    tracing::info!(signal, "shutting down");
+    tokio::select! {
+        ended = drain => {
+            if let Ended::Forced(closed) = ended {
+                tracing::warn!(closed, "drain timeout reached");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        signal = termination.recv() => {
+            tracing::warn!(signal, "second signal, exiting without draining");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
