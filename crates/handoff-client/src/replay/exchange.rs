@@ -1,5 +1,5 @@
-//! What the response future knows about one client request: its retained head, the
-//! backends to avoid, the replay count, and its handle on the shared body source.
+//! What the response future knows about one client request: its retained head (which
+//! carries the backends to avoid), the replay count, and its handle on the shared body source.
 
 use std::task::{Context, Poll};
 
@@ -16,13 +16,12 @@ use super::head::Head;
 use super::layer::ReplayLayer;
 use super::response_body::ReplayResponseBody;
 use super::source::{lock, SharedSource};
-use crate::backend::{AvoidBackends, ServedBy};
+use crate::backend::ServedBy;
 use crate::BoxError;
 
 pub(super) struct Exchange<B> {
     source: SharedSource<B>,
     head: Head,
-    avoid: AvoidBackends,
     replays: u32,
     config: ReplayLayer,
     done: bool,
@@ -46,11 +45,6 @@ impl<B> Exchange<B> {
         Exchange {
             source,
             head: Head::snapshot(parts),
-            avoid: parts
-                .extensions
-                .get::<AvoidBackends>()
-                .cloned()
-                .unwrap_or_default(),
             replays: 0,
             config: config.clone(),
             done: false,
@@ -103,14 +97,8 @@ impl<B> Exchange<B> {
         self.replays += 1;
         self.config.stats.add_replay();
         tracing::debug!(replay = self.replays, backend = %backend, "379: replaying on another backend");
-        // Only the backend that sent *this* 379 is avoided, on top of what the caller listed:
-        // in a rolling restart the origin that handed a request back earlier may be up again
-        // at the same address, and it is the balancer's health state, not this list, that
-        // knows whether it is. `max_replays` bounds the loops.
-        let mut avoid = self.avoid.clone();
-        avoid.push(backend);
         let body = ReplayBody::new(self.source.clone(), attempt);
-        Ok(self.head.replay(self.replays, &avoid, body))
+        Ok(self.head.replay(self.replays, backend, body))
     }
 
     /// Whether a replay's response head may go to the client: only once every echo was

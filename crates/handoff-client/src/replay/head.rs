@@ -4,6 +4,7 @@
 use handoff_proto::ppr;
 use http::header::HOST;
 use http::request::Parts;
+use http::uri::Authority;
 use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
 
 use crate::backend::AvoidBackends;
@@ -27,8 +28,14 @@ impl Head {
         }
     }
 
-    /// The head of replay number `count` (1-based), to be sent away from `avoid`.
-    pub(super) fn replay<T>(&self, count: u32, avoid: &AvoidBackends, body: T) -> Request<T> {
+    /// The head of replay number `count` (1-based), to be sent away from `backend`, the one
+    /// that answered the last `379`.
+    ///
+    /// Only that backend is added to the caller's own [`AvoidBackends`] (if any), not the
+    /// ones that handed the request back earlier: in a rolling restart those may be up
+    /// again at the same address, which the balancer's health state knows better.
+    /// `max_replays` bounds the loops.
+    pub(super) fn replay<T>(&self, count: u32, backend: Authority, body: T) -> Request<T> {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
@@ -41,7 +48,9 @@ impl Head {
         headers.insert(ppr::REPLAY_COUNT, ppr::replay_count_value(count));
         let extensions = req.extensions_mut();
         *extensions = self.extensions.clone();
-        extensions.insert(avoid.clone());
+        let mut avoid = extensions.remove::<AvoidBackends>().unwrap_or_default();
+        avoid.push(backend);
+        extensions.insert(avoid);
         req
     }
 }
@@ -49,7 +58,6 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::uri::Authority;
 
     #[test]
     fn replay_keeps_the_head_but_host_and_marks_the_count() {
@@ -65,7 +73,7 @@ mod tests {
         let head = Head::snapshot(&parts);
 
         let avoid = AvoidBackends::from(vec![Authority::from_static("a:1")]);
-        let replay = head.replay(2, &avoid, ());
+        let replay = head.replay(2, Authority::from_static("a:1"), ());
         assert_eq!(replay.method(), Method::POST);
         assert_eq!(replay.uri(), "http://svc.internal/upload?x=1");
         assert!(replay.headers().get(HOST).is_none());
@@ -73,5 +81,24 @@ mod tests {
         assert_eq!(replay.headers()[ppr::REPLAY_COUNT], "2");
         assert_eq!(replay.extensions().get::<u8>(), Some(&42));
         assert_eq!(replay.extensions().get::<AvoidBackends>(), Some(&avoid));
+    }
+
+    #[test]
+    fn replay_adds_the_last_backend_to_the_callers_list() {
+        let mut req = Request::post("http://svc.internal/upload")
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(AvoidBackends::from(vec![Authority::from_static("c:1")]));
+        let (parts, ()) = req.into_parts();
+        let head = Head::snapshot(&parts);
+        let first = head.replay(1, Authority::from_static("a:1"), ());
+        let second = head.replay(2, Authority::from_static("b:1"), ());
+        let listed = |r: &Request<()>| {
+            let avoid = r.extensions().get::<AvoidBackends>().unwrap();
+            avoid.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(listed(&first), ["c:1", "a:1"]);
+        assert_eq!(listed(&second), ["c:1", "b:1"]);
     }
 }
