@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use support::cli::parse_secs;
+use support::cli::{exit_code, parse_secs};
 use support::origin::{spawn_origin, OriginConfig, OriginStats};
 use support::signal::{serve_until_terminated, Termination};
 use support::BoxError;
@@ -50,13 +50,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     support::logging::init("info");
-    match run(args).await {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("origin: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("origin", run(args).await)
 }
 
 async fn run(args: Args) -> Result<ExitCode, BoxError> {

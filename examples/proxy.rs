@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use http::Uri;
-use support::cli::parse_secs;
+use support::cli::{exit_code, parse_secs};
 use support::proxy::{spawn_proxy, ProxyConfig};
 use support::signal::{serve_until_terminated, Termination};
 use support::BoxError;
@@ -52,13 +52,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     support::logging::init("info");
-    match run(args).await {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("proxy: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("proxy", run(args).await)
 }
 
 async fn run(args: Args) -> Result<ExitCode, BoxError> {
