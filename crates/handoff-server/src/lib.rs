@@ -34,6 +34,7 @@
 //! ```
 
 pub mod replay;
+pub mod resume;
 mod shutdown;
 
 pub use shutdown::{Shutdown, Signalled};
