@@ -6,7 +6,9 @@
 //! of Partial POST Replay (`PROTOCOL.md` part A): on graceful shutdown it answers every
 //! request whose body is still arriving with `379`, echoing the request's headers and every
 //! body byte back to the reverse proxy, which replays the request on another origin. The
-//! proxy side is `handoff-client`'s replay layer.
+//! proxy side is `handoff-client`'s replay layer. [`interim`] lets a handler put headers on
+//! hyper's HTTP/1.1 `100 Continue` and send more interim responses, which resumable uploads
+//! need (docs/PROTOCOL.md part C).
 //!
 //! ```no_run
 //! use axum::{routing::post, Router};
@@ -32,7 +34,13 @@
 //!     .await
 //! # }
 //! ```
+//!
+//! # Feature flags
+//!
+//! - `axum` (default): `interim::InterimListener` and `interim::WithInterimHandle`, the
+//!   interim-response hook for `axum::serve`.
 
+pub mod interim;
 pub mod replay;
 pub mod resume;
 mod shutdown;
