@@ -20,6 +20,7 @@
 //! [`MemoryStore`] is the default; [`DiskStore`] keeps everything in a directory and survives
 //! a restart of the process, even `kill -9`.
 
+mod disk;
 mod memory;
 
 use std::fmt;
@@ -30,6 +31,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
+pub use self::disk::DiskStore;
 pub use self::memory::{MemoryStore, DEFAULT_MEMORY_STORE_BYTES};
 use super::{Owner, ResourceId};
 
