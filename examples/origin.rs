@@ -1,8 +1,11 @@
-//! An upload origin for tower-handoff's Partial POST Replay (PROTOCOL.md part A).
+//! An upload origin for tower-handoff: Partial POST Replay (docs/PROTOCOL.md part A) and resumable requests (part B).
 //!
 //! `POST /upload[?chunk_delay_ms=N]` streams and hashes the body and answers
 //! `{"server":"<name>","bytes":N,"sha256":"<hex>"}`; `GET /health` answers 200. HTTP/1.1 and
-//! h2c on the same port. On SIGTERM or SIGINT it shuts down gracefully: with `--replay`,
+//! h2c on the same port. An upload with `Prefer: resume` is resumable (docs/PROTOCOL.md
+//! part B): its `100 Continue` and answer carry `Request-Content-Location` and
+//! `Response-Message-Location` under `--resume-prefix`; with `--store <dir>` it survives a
+//! restart of the process. On SIGTERM or SIGINT it shuts down gracefully: with `--replay`,
 //! uploads still arriving go back to the proxy with `379`; the rest drain for up to
 //! `--drain-timeout` seconds.
 //!
@@ -14,17 +17,19 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use handoff_server::resume::{Limits, DEFAULT_PREFIX};
 use support::cli::{exit_code, parse_secs};
-use support::origin::{spawn_origin, OriginConfig, OriginStats};
+use support::origin::{spawn_origin, OriginConfig, OriginStats, ResumeConfig};
 use support::signal::{serve_until_terminated, Termination};
 use support::BoxError;
 
-/// Upload origin: streams and hashes POST /upload, hands unfinished uploads back to the
-/// proxy (379) on shutdown with --replay.
+/// Upload origin: streams and hashes POST /upload, makes uploads with Prefer: resume
+/// resumable, hands unfinished uploads back to the proxy (379) on shutdown with --replay.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -44,6 +49,19 @@ struct Args {
     /// Bound on the consumed body bytes kept per request for the echo.
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
     max_echo_bytes: usize,
+    /// Keep resumable uploads in this directory (they survive a restart, even kill -9)
+    /// instead of memory.
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Path prefix of the resumable-request resources.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_PREFIX)]
+    resume_prefix: String,
+    /// Seconds an unfinished resumable upload waits for its next byte.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    resume_idle_timeout: Duration,
+    /// Serve no resumable requests (Prefer: resume is ignored).
+    #[arg(long, conflicts_with = "store")]
+    no_resume: bool,
 }
 
 #[tokio::main]
@@ -60,7 +78,15 @@ async fn run(args: Args) -> Result<ExitCode, BoxError> {
     let cfg = OriginConfig::new(args.name)
         .replay(args.replay)
         .drain_timeout(args.drain_timeout)
-        .max_echo_bytes(args.max_echo_bytes);
+        .max_echo_bytes(args.max_echo_bytes)
+        .resume((!args.no_resume).then(|| ResumeConfig {
+            store: args.store,
+            prefix: args.resume_prefix,
+            limits: Limits {
+                idle_timeout: args.resume_idle_timeout,
+                ..Limits::default()
+            },
+        }));
     let origin = spawn_origin(listener, cfg, OriginStats::default()).await?;
     let addr = origin.addr();
     // `wait` begins the graceful shutdown when it is first polled, after the signal.

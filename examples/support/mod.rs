@@ -11,6 +11,7 @@
 //! - [`health`]: the background `GET /health` checker that brings a backend back.
 //! - [`rolling`]: one step of a rolling restart (a new origin on the old one's port).
 //! - [`connections`]: a listener that can close every accepted connection (a process exit).
+//! - [`relay`]: a TCP relay that cuts chosen connections at a chosen byte (fault injection).
 //! - [`pattern`]: the deterministic pseudo-random upload body.
 //! - [`upload`]: the client side of one upload, with its verdict.
 //! - [`signal`]: SIGTERM / SIGINT.
@@ -29,6 +30,7 @@ pub(crate) mod logging;
 pub(crate) mod origin;
 pub(crate) mod pattern;
 pub(crate) mod proxy;
+pub(crate) mod relay;
 pub(crate) mod rolling;
 pub(crate) mod signal;
 pub(crate) mod upload;

@@ -5,10 +5,15 @@
 //!   processor, and answers `200 {"server":"<name>","bytes":N,"sha256":"<hex>"}`.
 //! - `GET /health`: `200`.
 //!
+//! With [`OriginConfig::resume`] (on by default) the router gets `ResumableLayer`
+//! (docs/PROTOCOL.md part B): an upload with `Prefer: resume` survives a cut connection and
+//! its answer can be fetched again; requests without the preference are untouched.
+//!
 //! With [`OriginConfig::replay`] the router gets `PartialPostReplayLayer` (PROTOCOL.md part
 //! A, server side): when the origin's [`Shutdown`] is triggered, uploads still arriving are
 //! handed back to the proxy with `379`; the rest drain.
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,14 +25,20 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::ServiceExt as _;
 use axum::{Json, Router};
+use handoff_server::interim::{InterimListener, WithInterimHandle};
 use handoff_server::replay::PartialPostReplayLayer;
+use handoff_server::resume::store::DiskStore;
+use handoff_server::resume::{Limits, ResumableLayer, DEFAULT_PREFIX};
 use handoff_server::Shutdown;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceExt as _};
 
 use super::connections::{Connections, Ended, TrackedListener};
 use super::pattern::hex;
@@ -44,6 +55,39 @@ pub(crate) struct OriginConfig {
     pub(crate) drain_timeout: Duration,
     /// Bound on the consumed bytes kept per request for the echo.
     pub(crate) max_echo_bytes: usize,
+    /// The resumable-request layer (docs/PROTOCOL.md part B), or `None` for none.
+    pub(crate) resume: Option<ResumeConfig>,
+}
+
+/// How the origin serves resumable requests.
+#[derive(Debug, Clone)]
+pub(crate) struct ResumeConfig {
+    /// Keep operations in this directory (a `DiskStore`) instead of memory.
+    pub(crate) store: Option<std::path::PathBuf>,
+    /// The path prefix of the operations' resources.
+    pub(crate) prefix: String,
+    /// The layer's bounds.
+    pub(crate) limits: Limits,
+}
+
+impl Default for ResumeConfig {
+    fn default() -> Self {
+        Self {
+            store: None,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl ResumeConfig {
+    async fn layer(&self) -> io::Result<ResumableLayer> {
+        let layer = match &self.store {
+            Some(dir) => ResumableLayer::with_store(DiskStore::open(dir).await?),
+            None => ResumableLayer::new(),
+        };
+        Ok(layer.prefix(&self.prefix).limits(self.limits))
+    }
 }
 
 impl OriginConfig {
@@ -54,7 +98,14 @@ impl OriginConfig {
             replay: true,
             drain_timeout: Duration::from_secs(30),
             max_echo_bytes: 64 * 1024 * 1024,
+            resume: Some(ResumeConfig::default()),
         }
+    }
+
+    /// Sets [`Self::resume`].
+    pub(crate) fn resume(mut self, resume: Option<ResumeConfig>) -> Self {
+        self.resume = resume;
+        self
     }
 
     /// Sets [`Self::replay`].
@@ -219,19 +270,31 @@ pub(crate) async fn spawn_origin(
 ) -> io::Result<OriginHandle> {
     let addr = listener.local_addr()?;
     let shutdown = Shutdown::new();
-    let mut router = app(&cfg.name, stats);
+    // Both layers wrap the whole router, so that the resumable layer's resources reach it
+    // and a resumed operation runs the router, and the replay layer goes outside
+    // (docs: handoff_server::resume, "With Partial POST Replay").
+    let mut service = BoxCloneSyncService::new(app(&cfg.name, stats));
+    if let Some(resume) = &cfg.resume {
+        let resumable = resume.layer().await?.layer(any_body(service));
+        service = BoxCloneSyncService::new(resumable.map_response(IntoResponse::into_response));
+    }
     if cfg.replay {
-        router = router.layer(
-            PartialPostReplayLayer::new(shutdown.clone())
-                .max_echo_bytes(cfg.max_echo_bytes)
-                .predicate(|parts: &http::request::Parts| parts.uri.path() == "/upload"),
-        );
+        let replay = PartialPostReplayLayer::new(shutdown.clone())
+            .max_echo_bytes(cfg.max_echo_bytes)
+            .predicate(|parts: &http::request::Parts| parts.uri.path() == "/upload")
+            .layer(any_body(service));
+        service = BoxCloneSyncService::new(replay.map_response(IntoResponse::into_response));
     }
     let listener = TrackedListener::new(listener);
     let connections = listener.connections();
-    let serve = axum::serve(listener, router).with_graceful_shutdown(shutdown.signalled());
+    // The interim hook lets the `100 Continue` carry the resumable locations.
+    let serve = axum::serve(
+        InterimListener::new(listener),
+        WithInterimHandle::new(service.into_make_service()),
+    )
+    .with_graceful_shutdown(shutdown.signalled());
     let task = tokio::spawn(async move { serve.await });
-    tracing::info!(name = %cfg.name, %addr, replay = cfg.replay, "origin listening");
+    tracing::info!(name = %cfg.name, %addr, replay = cfg.replay, resume = cfg.resume.is_some(), "origin listening");
     Ok(OriginHandle {
         addr,
         name: cfg.name,
@@ -240,6 +303,24 @@ pub(crate) async fn spawn_origin(
         connections,
         task,
     })
+}
+
+/// The origin's service, whatever layers it has.
+type OriginService = BoxCloneSyncService<http::Request<Body>, Response, Infallible>;
+
+/// `service` for requests with any body a layer passes on.
+fn any_body<B>(
+    service: OriginService,
+) -> impl tower::Service<http::Request<B>, Response = Response, Error = Infallible, Future: Send>
+       + Clone
+       + Send
+       + Sync
+       + 'static
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    service.map_request(|request: http::Request<B>| request.map(Body::new))
 }
 
 impl OriginHandle {

@@ -47,7 +47,7 @@ pub const DEFAULT_MEMORY_STORE_BYTES: u64 = 256 * 1024 * 1024;
 /// assert!(store.append(id, 1, Bytes::from_static(b"x")).await.is_err());
 /// assert_eq!(store.append(id, 3, Bytes::from_static(b"lo")).await.unwrap(), 5);
 /// assert!(store.get(id).await.unwrap().is_complete());
-/// assert_eq!(store.read(id, 1, 3).await.unwrap(), "ell");
+/// assert_eq!(store.read(id, 1, 2).await.unwrap(), "el");
 /// # }
 /// ```
 #[derive(Clone)]

@@ -260,8 +260,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// an earlier one or the bytes held, [`StoreError::TooLarge`] past `max_bytes`).
     fn set_complete_length(&self, id: ResourceId, length: u64) -> StoreFuture<'_, ()>;
 
-    /// Up to `max` held bytes from `offset` (fewer at the end of what is held; empty at the
-    /// end). [`StoreError::NotKept`] for bytes that were released.
+    /// Up to `max` held bytes from `offset`: possibly fewer (a store may return what one
+    /// of its chunks holds), but at least one unless `offset` is the length held (then
+    /// empty). [`StoreError::NotKept`] for bytes that were released.
     fn read(&self, id: ResourceId, offset: u64, max: usize) -> StoreFuture<'_, Bytes>;
 
     /// Tells the store that the handler has consumed every byte below `upto`: a store that

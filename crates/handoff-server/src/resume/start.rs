@@ -1,0 +1,191 @@
+//! The resumable request itself: publish the locations, run the handler on its own task,
+//! feed it the body through the store, and answer with the recorded response
+//! (docs/PROTOCOL.md parts B.1, B.2).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+
+use handoff_proto::location::{REQUEST_CONTENT_LOCATION, RESPONSE_MESSAGE_LOCATION};
+use handoff_proto::prefer::{Preference, PreferenceApplied, Resume, PREFERENCE_APPLIED};
+
+use super::core::Core;
+use super::hook::Hook;
+use super::paths::Resource;
+use super::record::{replay, wait_for_response, Launch};
+use super::reply::{full, refuse, store_error, write_error};
+use super::response_body::OwnBody;
+use super::store::{NewResource, StoredHead};
+use super::writer::{WriteError, Writer};
+use super::ResourceId;
+use crate::BoxError;
+
+/// What the client asked for in `Prefer`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Asked {
+    pub(crate) resume: Resume,
+    pub(crate) acknowledge: bool,
+}
+
+pub(crate) async fn start<B>(
+    core: Arc<Core>,
+    launch: Launch,
+    request: Request<B>,
+    asked: Asked,
+) -> Response<OwnBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    let (parts, body) = request.into_parts();
+    let complete_length = match content_length(&parts.headers) {
+        Ok(length) => length,
+        Err(reason) => return refuse(StatusCode::BAD_REQUEST, reason),
+    };
+    let max = core.limits.max_body_bytes;
+    if complete_length.is_some_and(|length| length > max) {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format_args!("a resumable request body may hold at most {max} bytes"),
+        );
+    }
+    let id = match ResourceId::mint() {
+        Ok(id) => id,
+        Err(error) => {
+            tracing::error!(%error, "no randomness for a resource id");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "cannot mint a resource id");
+        }
+    };
+    let keep_incomplete = asked.resume != Resume::IgnoreIncomplete;
+    let resource = NewResource {
+        head: StoredHead::from_parts(&parts),
+        owner: core.owner_of.owner(&parts),
+        complete_length,
+        max_bytes: max,
+        keep_incomplete,
+    };
+    if let Err(error) = core.store.create(id, resource, core.quota()).await {
+        return store_error(error);
+    }
+    let published = published_headers(&core, id, asked, keep_incomplete);
+    let hook = Hook::of(&parts);
+    if let Some(hook) = &hook {
+        hook.arm(&published);
+    }
+
+    let lease = core
+        .runs
+        .acquire_writer(id, core.limits.writer_takeover)
+        .expect("a new resource has no writer");
+    launch(id, parts, complete_length);
+
+    let mut writer = Writer::new(core.clone(), id, lease, 0);
+    if let (Some(hook), true) = (&hook, asked.acknowledge) {
+        writer = writer.with_acks(hook.acks());
+    }
+    let pumped = pump(&mut writer, body).await;
+    drop(writer);
+    drop(hook);
+    let mut response = match pumped {
+        Ok(()) => match wait_for_response(&core, id, None).await {
+            Ok(Some(recorded)) => replay(&recorded, full(recorded.body.clone())),
+            Ok(None) => unreachable!("an unbounded wait does not run out"),
+            Err(error) => store_error(error),
+        },
+        Err(Pumped::Cut(error)) => {
+            // The client's connection is most likely gone; the operation waits for a PATCH
+            // (or, with ignore-incomplete, is given up).
+            if !keep_incomplete {
+                core.store.abandon(id).await.ok();
+            }
+            refuse(
+                StatusCode::BAD_REQUEST,
+                format_args!("the request body failed: {error}"),
+            )
+        }
+        Err(Pumped::Refused(error)) => {
+            core.store.abandon(id).await.ok();
+            write_error(error)
+        }
+    };
+    response.headers_mut().extend(published);
+    response
+}
+
+enum Pumped {
+    /// The client's body failed: the connection was cut or the framing was broken.
+    Cut(BoxError),
+    /// The store refused the bytes.
+    Refused(WriteError),
+}
+
+/// Moves the original request's body into the store.
+async fn pump<B>(writer: &mut Writer, body: B) -> Result<(), Pumped>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut offset = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| Pumped::Cut(error.into()))?;
+        if let Ok(data) = frame.into_data() {
+            let len = data.len() as u64;
+            writer.put(offset, data).await.map_err(Pumped::Refused)?;
+            offset += len;
+        }
+    }
+    writer.finish(writer.held()).await.map_err(Pumped::Refused)
+}
+
+/// The headers that publish the operation: in the `100 Continue` and the final response.
+fn published_headers(core: &Core, id: ResourceId, asked: Asked, keep: bool) -> HeaderMap {
+    let paths = &core.paths;
+    let mut headers = HeaderMap::new();
+    if keep {
+        headers.insert(
+            REQUEST_CONTENT_LOCATION,
+            paths.location(id, Resource::Request),
+        );
+    }
+    headers.insert(
+        RESPONSE_MESSAGE_LOCATION,
+        paths.location(id, Resource::Response),
+    );
+    headers.insert(
+        http::header::CONTENT_LOCATION,
+        paths.location(id, Resource::Content),
+    );
+    let mut applied = PreferenceApplied::new().with_resume(asked.resume);
+    if asked.acknowledge {
+        applied.push(Preference::new("acknowledge", None).expect("a valid token"));
+    }
+    headers.insert(PREFERENCE_APPLIED, applied.to_header_value());
+    headers
+}
+
+/// The request's `Content-Length`, if it has one.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, &'static str> {
+    let mut values = headers.get_all(CONTENT_LENGTH).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.any(|other| other != value) {
+        return Err("conflicting Content-Length headers");
+    }
+    parse_length(value)
+        .map(Some)
+        .ok_or("an invalid Content-Length")
+}
+
+fn parse_length(value: &HeaderValue) -> Option<u64> {
+    let text = value.to_str().ok()?;
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
