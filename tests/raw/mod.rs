@@ -160,6 +160,7 @@ pub(crate) fn body_of(len: usize) -> Vec<u8> {
 #[derive(Debug, Clone)]
 pub(crate) struct Reply {
     pub(crate) status: u16,
+    pub(crate) reason: String,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: Bytes,
 }
@@ -183,6 +184,7 @@ pub(crate) fn parse_reply(buf: &[u8], with_body: bool) -> Option<(Reply, usize)>
         return None;
     };
     let status = response.code.unwrap();
+    let reason = response.reason.unwrap_or("").to_owned();
     let headers: Vec<(String, String)> = response
         .headers
         .iter()
@@ -195,6 +197,7 @@ pub(crate) fn parse_reply(buf: &[u8], with_body: bool) -> Option<(Reply, usize)>
         .collect();
     let mut reply = Reply {
         status,
+        reason,
         headers,
         body: Bytes::new(),
     };

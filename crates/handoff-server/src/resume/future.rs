@@ -60,7 +60,8 @@ where
                 Poll::Ready(Ok(response.map(ResponseBody::inner)))
             }
             KindProj::Own { future } => {
-                let response = ready!(future.as_mut().poll(cx));
+                let mut response = ready!(future.as_mut().poll(cx));
+                give_reason_phrase(&mut response);
                 Poll::Ready(Ok(response.map(ResponseBody::own)))
             }
         }
@@ -76,5 +77,21 @@ impl<F> fmt::Debug for ResponseFuture<F> {
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)
             .finish()
+    }
+}
+
+/// hyper writes `<none>` as the reason phrase of a status it does not know: give the ones the
+/// protocol defines theirs (`299 Incomplete Content`, docs/PROTOCOL.md part C), on the layer's
+/// own responses and on recorded ones.
+fn give_reason_phrase<B>(response: &mut Response<B>) {
+    let status = response.status();
+    if status.canonical_reason().is_some() {
+        return;
+    }
+    let reason = handoff_proto::message_http::reason_phrase(status);
+    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.as_bytes()) {
+        if !reason.as_bytes().is_empty() {
+            response.extensions_mut().insert(reason);
+        }
     }
 }
