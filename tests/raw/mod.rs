@@ -34,6 +34,8 @@ pub(crate) struct Origin {
     pub(crate) shutdown: Shutdown,
     /// Upload handlers entered.
     pub(crate) runs: Arc<AtomicUsize>,
+    /// Upload handlers that read a whole body and answered it: the operation ran.
+    pub(crate) completed: Arc<AtomicUsize>,
     /// Handlers that saw their body fail, with the error text.
     pub(crate) failures: Arc<std::sync::Mutex<Vec<String>>>,
     task: JoinHandle<()>,
@@ -48,6 +50,7 @@ impl Drop for Origin {
 #[derive(Clone)]
 struct AppState {
     runs: Arc<AtomicUsize>,
+    completed: Arc<AtomicUsize>,
     failures: Arc<std::sync::Mutex<Vec<String>>>,
     delay: Duration,
 }
@@ -79,6 +82,7 @@ async fn upload(State(state): State<AppState>, body: Body) -> Response {
         }
     }
     tokio::time::sleep(state.delay).await;
+    state.completed.fetch_add(1, Ordering::SeqCst);
     format!("{len} {}", hex(&hasher.finalize())).into_response()
 }
 
@@ -115,6 +119,7 @@ pub(crate) async fn origin_with(
     let addr = listener.local_addr().unwrap();
     let state = AppState {
         runs: Arc::default(),
+        completed: Arc::default(),
         failures: Arc::default(),
         delay,
     };
@@ -137,6 +142,7 @@ pub(crate) async fn origin_with(
         addr,
         shutdown,
         runs: state.runs,
+        completed: state.completed,
         failures: state.failures,
         task,
     }

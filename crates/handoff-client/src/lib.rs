@@ -68,7 +68,9 @@
 pub mod backend;
 #[cfg(feature = "replay")]
 pub mod replay;
+#[cfg(feature = "resume")]
+pub mod resume;
 
 /// The boxed error of request and response bodies.
-#[cfg(feature = "replay")]
+#[cfg(any(feature = "replay", feature = "resume"))]
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -206,6 +206,37 @@ fn write_head(buf: &mut BytesMut, status: StatusCode, headers: &HeaderMap, body_
 /// assert_eq!(err, MessageHttpError::ShortBody { expected: 5, actual: 2 });
 /// ```
 pub fn decode_response(input: &[u8]) -> Result<Response<Bytes>, MessageHttpError> {
+    decode(input, Framing::Strict)
+}
+
+/// Reads a `message/http` body the way a client talking to the servers that exist should
+/// (docs/PROTOCOL.md part C): like [`decode_response`], except that a document without
+/// `Content-Length` has its body run to the end of the input, and bytes after the announced
+/// length are ignored. Everything else (the status line, header syntax, at most one
+/// `Content-Length`, no `Transfer-Encoding`, no short body) is checked as strictly.
+///
+/// ```
+/// use handoff_proto::message_http::decode_response_lenient;
+///
+/// let response = decode_response_lenient(b"HTTP/1.1 201 Created\r\nx-extra: 1\r\n\r\nall of it").unwrap();
+/// assert_eq!(response.status().as_u16(), 201);
+/// assert_eq!(response.headers()["x-extra"], "1");
+/// assert_eq!(response.body().as_ref(), b"all of it");
+///
+/// let response = decode_response_lenient(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi\r\n").unwrap();
+/// assert_eq!(response.body().as_ref(), b"hi");
+/// ```
+pub fn decode_response_lenient(input: &[u8]) -> Result<Response<Bytes>, MessageHttpError> {
+    decode(input, Framing::Lenient)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Strict,
+    Lenient,
+}
+
+fn decode(input: &[u8], framing: Framing) -> Result<Response<Bytes>, MessageHttpError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut slots);
     let head_len = match parsed.parse(input) {
@@ -232,20 +263,22 @@ pub fn decode_response(input: &[u8]) -> Result<Response<Bytes>, MessageHttpError
         return Err(MessageHttpError::TransferEncoding);
     }
     let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let body = &input[head_len..];
+    let actual = body.len() as u64;
     let expected = match (lengths.next(), lengths.next()) {
+        (None, _) if framing == Framing::Lenient => actual,
         (None, _) => return Err(MessageHttpError::MissingContentLength),
         (Some(_), Some(_)) => return Err(MessageHttpError::InvalidContentLength),
         (Some(value), None) => parse_length(value.as_bytes())?,
     };
-
-    let body = &input[head_len..];
-    let actual = body.len() as u64;
     if actual < expected {
         return Err(MessageHttpError::ShortBody { expected, actual });
     }
-    if actual > expected {
+    if actual > expected && framing == Framing::Strict {
         return Err(MessageHttpError::LongBody { expected, actual });
     }
+    // Within `actual`, so it fits in a usize.
+    let body = &body[..expected as usize];
 
     let mut response = Response::new(Bytes::copy_from_slice(body));
     *response.status_mut() = status;
@@ -637,6 +670,33 @@ mod tests {
             if let Err(err) = decode_response(&input) {
                 prop_assert!(err.to_string().len() > "invalid message/http: ".len());
             }
+            if let Err(err) = decode_response_lenient(&input) {
+                prop_assert!(err.to_string().len() > "invalid message/http: ".len());
+            }
+        }
+
+        #[test]
+        fn lenient_reads_what_strict_reads_and_unframed_bodies(
+            code in 200u16..=599,
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            extra in proptest::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let status = StatusCode::from_u16(code).unwrap();
+            let message = encode_response(status, &HeaderMap::new(), &body);
+            let strict = decode_response(&message).unwrap();
+            let lenient = decode_response_lenient(&message).unwrap();
+            prop_assert_eq!(strict.body(), lenient.body());
+            // Trailing bytes past Content-Length are ignored.
+            let mut long = message.to_vec();
+            long.extend_from_slice(&extra);
+            let trimmed = decode_response_lenient(&long).unwrap();
+            prop_assert_eq!(trimmed.body().as_ref(), &body[..]);
+            // Without Content-Length the body runs to the end.
+            let mut unframed = format!("HTTP/1.1 {code} X\r\nx-a: b\r\n\r\n").into_bytes();
+            unframed.extend_from_slice(&body);
+            let decoded = decode_response_lenient(&unframed).unwrap();
+            prop_assert_eq!(decoded.body().as_ref(), &body[..]);
+            prop_assert_eq!(&decoded.headers()["x-a"], "b");
         }
 
         #[test]
