@@ -86,6 +86,25 @@ async fn upload(State(state): State<AppState>, body: Body) -> Response {
     format!("{len} {}", hex(&hasher.finalize())).into_response()
 }
 
+/// Answers at once, without reading the body.
+async fn reject(State(state): State<AppState>) -> Response {
+    state.runs.fetch_add(1, Ordering::SeqCst);
+    (StatusCode::PAYLOAD_TOO_LARGE, "no thanks").into_response()
+}
+
+/// Waits a second before reading the body (a handler busy elsewhere), then uploads it.
+async fn stall(state: State<AppState>, body: Body) -> Response {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    upload(state, body).await
+}
+
+/// Reads the body, then answers with 2000 bytes.
+async fn big(State(state): State<AppState>, body: Body) -> Response {
+    state.runs.fetch_add(1, Ordering::SeqCst);
+    let _ = body.collect().await;
+    vec![b'x'; 2000].into_response()
+}
+
 /// Serves an upload origin with `layer` on an ephemeral port; the handler sleeps `delay`
 /// after reading the body.
 pub(crate) async fn origin(layer: ResumableLayer, delay: Duration) -> Origin {
@@ -126,6 +145,9 @@ pub(crate) async fn origin_with(
     let app = wrap(
         Router::new()
             .route("/upload", post(upload))
+            .route("/reject", post(reject))
+            .route("/stall", post(stall))
+            .route("/big", post(big))
             .with_state(state.clone()),
     );
     let shutdown = Shutdown::new();
@@ -318,8 +340,19 @@ pub(crate) fn upload_head(
     auth: Option<&str>,
     prefer: &str,
 ) -> Vec<u8> {
+    upload_head_to("/upload", addr, len, auth, prefer)
+}
+
+/// The head of a resumable upload of `len` bytes to `path`.
+pub(crate) fn upload_head_to(
+    path: &str,
+    addr: SocketAddr,
+    len: usize,
+    auth: Option<&str>,
+    prefer: &str,
+) -> Vec<u8> {
     format!(
-        "POST /upload HTTP/1.1\r\nHost: {addr}\r\n{}Content-Length: {len}\r\nExpect: 100-continue\r\nPrefer: {prefer}\r\nConnection: close\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{}Content-Length: {len}\r\nExpect: 100-continue\r\nPrefer: {prefer}\r\nConnection: close\r\n\r\n",
         auth_line(auth)
     )
     .into_bytes()

@@ -31,6 +31,9 @@ impl Hook {
     }
 
     /// Puts `headers` into the `100 Continue` that hyper writes when the body is first read.
+    /// The resumable request reads its body at once, so the arm is always used: it is not
+    /// cancelled when the request ends, because hyper may still hold that `100` unwritten
+    /// (an early answer), and cancelling would send it bare.
     pub(crate) fn arm(&self, headers: &HeaderMap) {
         if !self.handle.arm_continue(headers) {
             tracing::debug!("the 100 Continue cannot carry the locations");
@@ -45,13 +48,5 @@ impl Hook {
             headers.insert(ACKNOWLEDGE, HeaderValue::from(durable));
             handle.send_continue(&headers)
         })
-    }
-}
-
-impl Drop for Hook {
-    /// Releases the arm if the body was never read, so that a later request on the same
-    /// connection does not carry this one's locations.
-    fn drop(&mut self) {
-        self.handle.disarm();
     }
 }

@@ -62,7 +62,21 @@ impl ResumableLayer {
     /// Serves the resources under `prefix` (default [`DEFAULT_PREFIX`]) on the authority of
     /// the request that created them. Requests under the prefix never reach the inner
     /// service.
+    ///
+    /// # Panics
+    ///
+    /// If `prefix` names no path segment (`""`, `"/"`: the layer would take every route
+    /// over) or holds a byte that is not allowed in a path: a configuration mistake.
     pub fn prefix(mut self, prefix: &str) -> Self {
+        let trimmed = prefix.trim_matches('/');
+        let valid = !trimmed.is_empty()
+            && trimmed
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b));
+        assert!(
+            valid,
+            "invalid resumable-request prefix {prefix:?}: it needs a path segment of plain path characters"
+        );
         self.prefix = prefix.to_owned();
         self
     }

@@ -44,6 +44,9 @@ pub struct Limits {
     /// How long the `PATCH` that completes a body waits for the operation's response before
     /// answering `202` (default 10 s).
     pub completion_wait: Duration,
+    /// How long a writer waits for room in a full store (the memory store's budget) before
+    /// its request is answered `429` with `Retry-After` (default 10 s).
+    pub full_wait: Duration,
     /// A writer that made no progress for this long may be replaced by a new `PATCH` from
     /// the owner (default 5 s); before that a second writer gets `409`.
     pub writer_takeover: Duration,
@@ -65,6 +68,7 @@ impl Default for Limits {
             max_response_bytes: 16 * 1024 * 1024,
             max_wait: Duration::from_secs(30),
             completion_wait: Duration::from_secs(10),
+            full_wait: Duration::from_secs(10),
             writer_takeover: Duration::from_secs(5),
             ack_every_bytes: 1024 * 1024,
             ack_every: Duration::from_millis(250),

@@ -17,7 +17,8 @@
 //!   mid-upload the handler sees no error; it waits until a `PATCH` continues its body;
 //! - its response is recorded in the [`Store`](store::Store) and served to the original
 //!   connection, or later to a `GET` on the response-message resource, so the operation
-//!   runs exactly once.
+//!   runs once. (After a crash during the handler itself, the handler runs again in the new
+//!   process, over the whole body: a process cannot know how far a dead one got.)
 //!
 //! Requests without the preference pass straight through (their body is wrapped, not
 //! copied). `Prefer: resume=ignore-incomplete` publishes the response resources only: an

@@ -67,7 +67,11 @@ impl fmt::Debug for Owner {
 /// How the layer tells who sent a request: a closure over the request head.
 ///
 /// The default, [`OwnerOf::authorization`], hashes the `Authorization` header value;
-/// requests without one are [`Owner::anonymous`].
+/// requests without one are [`Owner::anonymous`]. The layer runs before your router's own
+/// authentication, so it cannot tell a valid credential from an invented one: the owner
+/// keeps one party out of another's operations, and the per-owner quota counts per
+/// credential value. Where that matters, name the owner from an identity an outer layer
+/// has verified (a request extension it sets), as in the example below.
 ///
 /// ```
 /// use handoff_server::resume::{Owner, OwnerOf};

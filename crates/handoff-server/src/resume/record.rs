@@ -60,15 +60,20 @@ where
 {
     let runs = core.runs.clone();
     runs.start_handler(id, async move {
+        // However this task ends (a panic, an abort), the registry hears of it.
+        let _finished = Finished {
+            core: core.clone(),
+            id,
+        };
         // Tasks start one at a time per operation and each records before it ends, so a
         // task that finds no record is the only one to run. (An abandoned upload still runs:
         // its body fails at once, and the handler's answer to that is the record.)
         match core.store.get(id).await {
             Ok(resource) if resource.responded_at.is_none() => {}
-            Ok(_) => return core.runs.finished(id),
+            Ok(_) | Err(StoreError::NotFound) => return,
             Err(error) => {
                 tracing::warn!(%id, %error, "resumable handler not started");
-                return core.runs.finished(id);
+                return;
             }
         }
         let max = core.limits.max_response_bytes;
@@ -80,8 +85,19 @@ where
                 failure("the handler failed")
             });
         record(&core, id, recorded).await;
-        core.runs.finished(id);
     })
+}
+
+/// Tells the registry that an operation's task ended (on drop: it releases the slot).
+struct Finished {
+    core: Arc<Core>,
+    id: ResourceId,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.core.runs.finished(self.id);
+    }
 }
 
 async fn run<S, B, ResBody>(
@@ -135,34 +151,34 @@ fn failure(reason: &str) -> RecordedResponse {
     }
 }
 
-/// Stores the response. A memory store short of room is retried for a while (handlers free
-/// room as they finish); a released operation needs no record.
+/// Stores the response, then frees whatever body bytes the handler left unread. A memory
+/// store short of room is retried for a while (handlers free room as they finish); a
+/// released operation needs no record. If nothing can be recorded, the operation stays
+/// without one: its original exchange answers `500`, and the sweep removes it.
 async fn record(core: &Core, id: ResourceId, recorded: RecordedResponse) {
     let mut pause = Duration::from_millis(5);
-    let deadline = tokio::time::Instant::now() + core.limits.completion_wait;
+    let deadline = super::writer::deadline_after(core.limits.completion_wait);
+    let mut recorded = recorded;
     loop {
         match core.store.record_response(id, recorded.clone()).await {
-            Ok(()) => return,
+            Ok(()) => break,
             Err(StoreError::NotFound) => return,
             Err(StoreError::Full { .. }) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(200));
             }
-            Err(error) => {
+            Err(error) if recorded.status != StatusCode::INTERNAL_SERVER_ERROR => {
                 tracing::error!(%id, %error, "could not record the resumable response");
-                // Without a record the operation can only be reported as failed.
-                if core
-                    .store
-                    .record_response(id, failure("the response could not be recorded"))
-                    .await
-                    .is_err()
-                {
-                    core.store.remove(id).await.ok();
-                }
+                // The operation can still be reported as failed.
+                recorded = failure("the response could not be recorded");
+            }
+            Err(error) => {
+                tracing::error!(%id, %error, "could not record even a failure");
                 return;
             }
         }
     }
+    core.store.release(id, u64::MAX).await.ok();
 }
 
 /// A response rebuilt from a record.
@@ -180,7 +196,7 @@ pub(crate) async fn wait_for_response(
     id: ResourceId,
     wait: Option<Duration>,
 ) -> Result<Option<RecordedResponse>, StoreError> {
-    let deadline = wait.map(|wait| tokio::time::Instant::now() + wait);
+    let deadline = wait.map(super::writer::deadline_after);
     loop {
         let resource = core.store.get(id).await?;
         if resource.responded_at.is_some() {

@@ -57,7 +57,7 @@ pub(crate) fn store_error(error: StoreError) -> Response<OwnBody> {
         StoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         StoreError::LengthMismatch { .. } => StatusCode::BAD_REQUEST,
         StoreError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
-        StoreError::Full { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        StoreError::Full { .. } => StatusCode::TOO_MANY_REQUESTS,
         StoreError::NotKept => StatusCode::GONE,
         StoreError::Io(_) => {
             tracing::error!(%error, "resumable store failed");

@@ -100,8 +100,24 @@ fn classify<B: Body>(request: &Request<B>) -> Kind {
             acknowledge: preferences.get("acknowledge").is_some(),
         }),
         Ok(_) => Kind::PassThrough,
-        Err(error) => Kind::BadPrefer(error.to_string()),
+        // A preference list we cannot parse is refused only if it asks for `resume`;
+        // anything else is the application's business.
+        Err(error) if mentions_resume(headers) => Kind::BadPrefer(error.to_string()),
+        Err(_) => Kind::PassThrough,
     }
+}
+
+fn mentions_resume(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(handoff_proto::prefer::PREFER)
+        .iter()
+        .any(|value| {
+            value
+                .as_bytes()
+                .to_ascii_lowercase()
+                .windows(6)
+                .any(|w| w == b"resume")
+        })
 }
 
 impl<S, B, ResBody> Service<Request<B>> for Resumable<S>

@@ -5,7 +5,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::CONTENT_LENGTH;
+use std::pin::pin;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_LOCATION};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -19,7 +23,7 @@ use super::paths::Resource;
 use super::record::{replay, wait_for_response, Launch};
 use super::reply::{full, refuse, store_error, write_error};
 use super::response_body::OwnBody;
-use super::store::{NewResource, StoredHead};
+use super::store::{NewResource, RecordedResponse, StoreError, StoredHead};
 use super::writer::{WriteError, Writer};
 use super::ResourceId;
 use crate::BoxError;
@@ -71,8 +75,13 @@ where
     if let Err(error) = core.store.create(id, resource, core.quota()).await {
         return store_error(error);
     }
-    let published = published_headers(&core, id, asked, keep_incomplete);
     let hook = Hook::of(&parts);
+    // Acknowledgements need interim responses: only on a connection with the hook.
+    let asked = Asked {
+        acknowledge: asked.acknowledge && hook.is_some(),
+        ..asked
+    };
+    let published = published_headers(&core, id, asked, keep_incomplete);
     if let Some(hook) = &hook {
         hook.arm(&published);
     }
@@ -82,38 +91,140 @@ where
         .acquire_writer(id, core.limits.writer_takeover)
         .expect("a new resource has no writer");
     launch(id, parts, complete_length);
+    // With ignore-incomplete, an exchange that ends before its body does ends the operation,
+    // however it ends (docs/PROTOCOL.md part B.1).
+    let mut give_up = GiveUpOnDrop {
+        core: (!keep_incomplete).then(|| core.clone()),
+        id,
+    };
 
     let mut writer = Writer::new(core.clone(), id, lease, 0);
     if let (Some(hook), true) = (&hook, asked.acknowledge) {
         writer = writer.with_acks(hook.acks());
     }
-    let pumped = pump(&mut writer, body).await;
+    // The handler may answer before it read the whole body: then stop reading it.
+    let outcome = match select(pin!(pump(&mut writer, body)), pin!(recorded(&core, id))).await {
+        Either::Left((pumped, _)) => Outcome::Pumped(pumped),
+        Either::Right((answered, _)) => Outcome::AnsweredEarly(answered),
+    };
     drop(writer);
     drop(hook);
-    let mut response = match pumped {
-        Ok(()) => match wait_for_response(&core, id, None).await {
-            Ok(Some(recorded)) => replay(&recorded, full(recorded.body.clone())),
-            Ok(None) => unreachable!("an unbounded wait does not run out"),
-            Err(error) => store_error(error),
-        },
-        Err(Pumped::Cut(error)) => {
-            // The client's connection is most likely gone; the operation waits for a PATCH
-            // (or, with ignore-incomplete, is given up).
-            if !keep_incomplete {
-                core.store.abandon(id).await.ok();
+    let mut response = match outcome {
+        Outcome::Pumped(Ok(())) => {
+            give_up.disarm();
+            match recorded(&core, id).await {
+                Ok(recorded) => replay(&recorded, full(recorded.body.clone())),
+                Err(response) => response,
             }
+        }
+        Outcome::Pumped(Err(Pumped::Cut(error))) => {
+            // The client's connection is most likely gone; the operation waits for a PATCH
+            // (with ignore-incomplete, `give_up` ends it).
             refuse(
                 StatusCode::BAD_REQUEST,
                 format_args!("the request body failed: {error}"),
             )
         }
-        Err(Pumped::Refused(error)) => {
-            core.store.abandon(id).await.ok();
+        Outcome::Pumped(Err(Pumped::Refused(error))) => {
+            // Only a body that can never complete ends the operation; a writer that lost its
+            // lease (a PATCH took over) or found a conflict just stops.
+            if is_fatal(&error) {
+                core.store.abandon(id).await.ok();
+            }
             write_error(error)
         }
+        Outcome::AnsweredEarly(answered) => {
+            give_up.disarm();
+            // The rest of the body is not needed: free what the store holds of it.
+            core.store.release(id, u64::MAX).await.ok();
+            let mut response = match answered {
+                Ok(recorded) => replay(&recorded, full(recorded.body.clone())),
+                Err(response) => response,
+            };
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
     };
-    response.headers_mut().extend(published);
+    publish(&mut response, published);
     response
+}
+
+/// How the original exchange ended.
+enum Outcome {
+    /// The body was read to its end, or failed.
+    Pumped(Result<(), Pumped>),
+    /// The handler answered before the body was complete.
+    AnsweredEarly(Result<RecordedResponse, Response<OwnBody>>),
+}
+
+/// Ends the operation when dropped while armed: a `resume=ignore-incomplete` exchange that
+/// stops before its body is complete (cut, or dropped by hyper or an outer layer).
+struct GiveUpOnDrop {
+    core: Option<Arc<Core>>,
+    id: ResourceId,
+}
+
+impl GiveUpOnDrop {
+    fn disarm(&mut self) {
+        self.core = None;
+    }
+}
+
+impl Drop for GiveUpOnDrop {
+    fn drop(&mut self) {
+        if let Some(core) = self.core.take() {
+            let id = self.id;
+            tokio::spawn(async move {
+                core.store.abandon(id).await.ok();
+            });
+        }
+    }
+}
+
+/// Whether a writer's failure means the body can never complete.
+fn is_fatal(error: &WriteError) -> bool {
+    matches!(
+        error,
+        WriteError::Store(StoreError::TooLarge { .. } | StoreError::LengthMismatch { .. })
+    )
+}
+
+/// The operation's recorded response. The wait has no deadline of its own (the original
+/// exchange lasts as long as its handler runs), but it ends if the handler's task ended
+/// without a record.
+async fn recorded(core: &Core, id: ResourceId) -> Result<RecordedResponse, Response<OwnBody>> {
+    loop {
+        match wait_for_response(core, id, Some(Duration::from_secs(1))).await {
+            Ok(Some(recorded)) => return Ok(recorded),
+            Ok(None) if core.runs.is_running(id) => {}
+            // Its task ended: the record is there now, or will never be.
+            Ok(None) => {
+                return match wait_for_response(core, id, Some(Duration::ZERO)).await {
+                    Ok(Some(recorded)) => Ok(recorded),
+                    Ok(None) => Err(refuse(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the operation ended without a response",
+                    )),
+                    Err(error) => Err(store_error(error)),
+                };
+            }
+            Err(error) => return Err(store_error(error)),
+        }
+    }
+}
+
+/// Adds the operation's headers to its final response; a `Content-Location` the handler set
+/// itself is kept.
+fn publish(response: &mut Response<OwnBody>, published: HeaderMap) {
+    let headers = response.headers_mut();
+    for (name, value) in published.iter() {
+        if name == CONTENT_LOCATION && headers.contains_key(CONTENT_LOCATION) {
+            continue;
+        }
+        headers.insert(name.clone(), value.clone());
+    }
 }
 
 enum Pumped {

@@ -53,10 +53,10 @@ async fn sweep(core: Arc<Core>) {
             }
         };
         if expired {
-            core.runs.abort(id);
             if core.store.remove(id).await.is_ok() {
                 removed += 1;
             }
+            core.runs.abort(id);
         }
     }
     if removed > 0 {

@@ -96,7 +96,7 @@ impl Writer {
             return Err(WriteError::Gap { held: self.held });
         }
         data.advance((self.held - at) as usize);
-        let deadline = Instant::now() + self.core.limits.idle_timeout;
+        let deadline = deadline_after(self.core.limits.full_wait);
         let mut pause = Duration::from_millis(1);
         loop {
             self.lease.progress().map_err(|_| WriteError::TakenOver)?;
@@ -120,7 +120,7 @@ impl Writer {
                     }
                 }
                 // The store is out of room until handlers consume what it holds: back-pressure
-                // the writer, within the idle timeout.
+                // the writer, for a while (then `429`, with `Retry-After`).
                 Err(StoreError::Full { max_bytes }) if Instant::now() < deadline => {
                     tracing::trace!(id = %self.id, max_bytes, "store full; the writer waits");
                     tokio::time::sleep(pause).await;
@@ -135,6 +135,7 @@ impl Writer {
 
     /// Records the body's complete length.
     pub(crate) async fn finish(&mut self, complete_length: u64) -> Result<(), WriteError> {
+        self.lease.progress().map_err(|_| WriteError::TakenOver)?;
         self.core
             .store
             .set_complete_length(self.id, complete_length)
@@ -145,7 +146,9 @@ impl Writer {
     async fn acknowledge(&mut self) {
         let Some(acks) = &mut self.acks else { return };
         let limits = &self.core.limits;
-        if self.held < acks.acked + limits.ack_every_bytes || acks.at.elapsed() < limits.ack_every {
+        if self.held < acks.acked.saturating_add(limits.ack_every_bytes)
+            || acks.at.elapsed() < limits.ack_every
+        {
             return;
         }
         match self.core.store.sync(self.id).await {
@@ -163,4 +166,11 @@ impl Writer {
             }
         }
     }
+}
+
+/// `now + wait`, or far in the future for a wait too long to add.
+pub(crate) fn deadline_after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
 }

@@ -56,7 +56,8 @@ where
         Which::Request if method == Method::PATCH => {
             patch::patch(core, launch, resource, parts, body).await
         }
-        Which::Request => not_allowed("HEAD, GET, PATCH"),
+        Which::Request if core.store.keeps_content() => not_allowed("HEAD, GET, PATCH"),
+        Which::Request => not_allowed("HEAD, PATCH"),
         Which::Response if method == Method::GET => {
             response::get(&core, launch, resource, &parts).await
         }

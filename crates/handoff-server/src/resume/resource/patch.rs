@@ -62,6 +62,16 @@ where
             )
         }
     };
+    // Read again under the lease: the previous writer may have appended since.
+    let resource = match core.store.get(id).await {
+        Ok(resource) => resource,
+        Err(error) => return store_error(error),
+    };
+    if resource.responded_at.is_some() {
+        // The handler already answered (it may not have needed the whole body): nothing
+        // more is taken, and the response is there to fetch.
+        return done(&core, &resource, StatusCode::OK);
+    }
     adopt(launch, &resource);
     let mut writer = Writer::new(core.clone(), id, lease, resource.length);
     if let Err(response) = append(&mut writer, &resource, body).await {
@@ -76,22 +86,28 @@ where
     if !resource.is_complete() {
         return text(incomplete_content(), progress(&resource));
     }
-    let location = core.paths.location(id, Which::Response);
-    let mut response = match wait_for_response(&core, id, Some(core.limits.completion_wait)).await {
-        Ok(Some(_)) => text(StatusCode::OK, progress(&resource)),
+    match wait_for_response(&core, id, Some(core.limits.completion_wait)).await {
+        Ok(Some(_)) => done(&core, &resource, StatusCode::OK),
         Ok(None) => {
-            let mut response = text(StatusCode::ACCEPTED, progress(&resource));
+            let mut response = done(&core, &resource, StatusCode::ACCEPTED);
             response
                 .headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
             response
         }
-        Err(StoreError::NotFound) => return not_found(),
-        Err(error) => return store_error(error),
-    };
-    response
-        .headers_mut()
-        .insert(RESPONSE_MESSAGE_LOCATION, location);
+        Err(StoreError::NotFound) => not_found(),
+        Err(error) => store_error(error),
+    }
+}
+
+/// The answer to a PATCH after which nothing more is needed: the progress, and where the
+/// response is.
+fn done(core: &Core, resource: &Resource, status: StatusCode) -> Response<OwnBody> {
+    let mut response = text(status, progress(resource));
+    response.headers_mut().insert(
+        RESPONSE_MESSAGE_LOCATION,
+        core.paths.location(resource.id, Which::Response),
+    );
     response
 }
 

@@ -105,7 +105,8 @@ fn stream_bytes(core: &Core, id: super::super::ResourceId, range: std::ops::Rang
             if range.start >= range.end {
                 return Ok(None);
             }
-            let max = FRAME_BYTES.min((range.end - range.start) as usize);
+            let max =
+                FRAME_BYTES.min(usize::try_from(range.end - range.start).unwrap_or(usize::MAX));
             let data = store.read(id, range.start, max).await?;
             if data.is_empty() {
                 return Err(BoxError::from("the held bytes shrank while being read"));

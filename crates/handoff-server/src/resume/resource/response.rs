@@ -41,8 +41,10 @@ pub(super) async fn get(
 
 /// `DELETE`: forgets the operation (stopping its handler if it still runs here).
 pub(super) async fn delete(core: &Core, resource: Resource) -> Response<OwnBody> {
+    // Removed first, so that no request can adopt the operation between the two steps.
+    let removed = core.store.remove(resource.id).await;
     core.runs.abort(resource.id);
-    match core.store.remove(resource.id).await {
+    match removed {
         Ok(()) => {
             let mut response = Response::new(full(""));
             *response.status_mut() = StatusCode::NO_CONTENT;

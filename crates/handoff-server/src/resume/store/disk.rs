@@ -120,6 +120,9 @@ struct Shared {
 
 struct Indexed {
     owner: Owner,
+    /// No response recorded yet: the quotas count open operations only, so finished ones
+    /// waiting for their client to fetch them do not lock new uploads out.
+    open: bool,
     slot: Slot,
 }
 
@@ -145,7 +148,7 @@ impl DiskStore {
     }
 
     fn open_blocking(root: PathBuf) -> io::Result<Self> {
-        fs::create_dir_all(&root)?;
+        resource::private_dir(&root, true)?;
         let lock_path = root.join(LOCK);
         let lock = OpenOptions::new()
             .read(true)
@@ -182,8 +185,9 @@ impl DiskStore {
                 match DiskResource::load(&root, id) {
                     Ok(resource) => {
                         let owner = resource.owner();
+                        let open = resource.is_open();
                         let slot = Arc::new(tokio::sync::Mutex::new(Some(resource)));
-                        index.insert(id, Indexed { owner, slot });
+                        index.insert(id, Indexed { owner, open, slot });
                     }
                     Err(error) => {
                         tracing::warn!(%id, %error, "skipping a resource whose metadata cannot be read");
@@ -225,13 +229,16 @@ impl DiskStore {
         slot: Slot,
     ) -> Result<(), StoreError> {
         let mut index = self.index();
-        if index.len() >= quota.max_open {
+        if index.values().filter(|other| other.open).count() >= quota.max_open {
             return Err(StoreError::QuotaExceeded {
                 per_owner: false,
                 max: quota.max_open,
             });
         }
-        let owned = index.values().filter(|other| other.owner == owner).count();
+        let owned = index
+            .values()
+            .filter(|other| other.open && other.owner == owner)
+            .count();
         if owned >= quota.max_open_per_owner {
             return Err(StoreError::QuotaExceeded {
                 per_owner: true,
@@ -241,7 +248,14 @@ impl DiskStore {
         if index.contains_key(&id) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the id is taken").into());
         }
-        index.insert(id, Indexed { owner, slot });
+        index.insert(
+            id,
+            Indexed {
+                owner,
+                open: true,
+                slot,
+            },
+        );
         Ok(())
     }
 
@@ -359,7 +373,14 @@ impl Store for DiskStore {
     }
 
     fn record_response(&self, id: ResourceId, response: RecordedResponse) -> StoreFuture<'_, ()> {
-        self.run(id, move |resource| Ok(resource.record_response(&response)?))
+        let shared = self.shared.clone();
+        self.run(id, move |resource| {
+            resource.record_response(&response)?;
+            if let Some(indexed) = shared.index().get_mut(&id) {
+                indexed.open = false;
+            }
+            Ok(())
+        })
     }
 
     fn response(&self, id: ResourceId) -> StoreFuture<'_, Option<RecordedResponse>> {

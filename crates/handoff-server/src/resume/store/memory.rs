@@ -161,7 +161,9 @@ fn ready<'a, T: Send + 'a>(result: Result<T, StoreError>) -> StoreFuture<'a, T> 
 impl Store for MemoryStore {
     fn create(&self, id: ResourceId, new: NewResource, quota: Quota) -> StoreFuture<'_, ()> {
         let mut state = self.lock();
-        if state.entries.len() >= quota.max_open {
+        // Open operations only: finished ones waiting to be fetched lock nobody out.
+        let open = |entry: &&Entry| entry.resource.responded_at.is_none();
+        if state.entries.values().filter(open).count() >= quota.max_open {
             return ready(Err(StoreError::QuotaExceeded {
                 per_owner: false,
                 max: quota.max_open,
@@ -170,6 +172,7 @@ impl Store for MemoryStore {
         let owned = state
             .entries
             .values()
+            .filter(open)
             .filter(|entry| entry.resource.owner == new.owner)
             .count();
         if owned >= quota.max_open_per_owner {

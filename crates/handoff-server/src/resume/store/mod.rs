@@ -91,7 +91,8 @@ pub struct NewResource {
     pub keep_incomplete: bool,
 }
 
-/// The bounds a store checks when it creates a resource.
+/// The bounds a store checks when it creates a resource. They count *open* operations: those
+/// with no recorded response yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {
     /// Resources open at once (every owner together).

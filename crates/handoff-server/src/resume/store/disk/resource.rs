@@ -100,6 +100,11 @@ impl DiskResource {
         Ok(resource)
     }
 
+    /// Whether the operation has no recorded response yet (it counts against the quotas).
+    pub(super) fn is_open(&self) -> bool {
+        self.meta.responded_at.is_none()
+    }
+
     pub(super) fn owner(&self) -> Owner {
         self.meta.owner
     }
@@ -304,7 +309,7 @@ impl DiskResource {
 
 /// Builds a resource's files in `staging`, durably, then renames it to `dir`.
 fn assemble(root: &Path, staging: &Path, dir: &Path, meta: &Meta) -> io::Result<()> {
-    fs::create_dir(staging)?;
+    private_dir(staging, false)?;
     write_synced(&staging.join(META), &format::encode_meta(meta))?;
     write_synced(&staging.join(BODY), b"")?;
     sync_dir(staging)?;
@@ -396,6 +401,16 @@ pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
+}
+
+/// Creates a directory only its owner can enter: a resource's files hold the request head,
+/// credentials included (they are needed to run the handler again after a restart).
+pub(super) fn private_dir(path: &Path, recursive: bool) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(recursive);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
 }
 
 #[cfg(test)]
