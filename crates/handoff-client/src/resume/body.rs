@@ -10,6 +10,7 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+use super::event::{Observer, ResumeEvent};
 use super::gate::Gate;
 use super::source::SourceStream;
 use crate::BoxError;
@@ -22,6 +23,7 @@ pub struct UploadBody {
     /// Source bytes still to send, when known.
     remaining: Option<u64>,
     sent: Option<Arc<AtomicU64>>,
+    observer: Option<Observer>,
 }
 
 impl UploadBody {
@@ -33,6 +35,7 @@ impl UploadBody {
             data: None,
             remaining: Some(0),
             sent: None,
+            observer: None,
         }
     }
 
@@ -50,11 +53,18 @@ impl UploadBody {
             data: Some(data),
             remaining,
             sent: Some(sent),
+            observer: None,
         }
     }
 }
 
 impl UploadBody {
+    /// Reports every chunk handed over as [`ResumeEvent::Sent`].
+    pub(crate) fn with_observer(mut self, observer: Option<Observer>) -> Self {
+        self.observer = observer;
+        self
+    }
+
     /// Waits at `gate` before the first byte (`Expect: 100-continue`).
     pub(crate) fn with_gate(mut self, gate: Gate) -> Self {
         self.gate = Some(gate);
@@ -101,7 +111,10 @@ impl Body for UploadBody {
                     *remaining -= len;
                 }
                 if let Some(sent) = &self.sent {
-                    sent.fetch_add(len, Ordering::Relaxed);
+                    let offset = sent.fetch_add(len, Ordering::Relaxed) + len;
+                    if let Some(observer) = &self.observer {
+                        observer.emit(ResumeEvent::Sent { offset });
+                    }
                 }
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }

@@ -35,6 +35,7 @@ use handoff_proto::prefer::{Preferences, PREFER};
 
 use super::body::UploadBody;
 use super::error::{ResumeError, Step};
+use super::event::ResumeEvent;
 use super::layer::{Config, Release};
 use super::locations::{self, Captured};
 use super::response_body::{OnEnd, ResponseBody};
@@ -137,6 +138,7 @@ where
                 locations
             }
         };
+        self.emit(ResumeEvent::Fetching);
         let response = self.fetch(&locations).await?;
         self.report.fetched = true;
         Ok(self.deliver(response, &locations))
@@ -173,6 +175,7 @@ where
                     self.retry_after_failure(Step::Send, error).await?;
                     self.report.restarts += 1;
                     self.report.bytes_resent += sent;
+                    self.emit(ResumeEvent::Restarting { resent: sent });
                 }
             }
         }
@@ -268,8 +271,11 @@ where
         let part_len = part.len() as u64 + (len - held);
         self.position.store(held, Ordering::Relaxed);
         self.report.resumes += 1;
-        self.report.bytes_resent += self.furthest.saturating_sub(held);
-        let body = UploadBody::new(part, data, Some(len - held), self.position.clone());
+        let resent = self.furthest.saturating_sub(held);
+        self.report.bytes_resent += resent;
+        self.emit(ResumeEvent::Resuming { from: held, resent });
+        let body = UploadBody::new(part, data, Some(len - held), self.position.clone())
+            .with_observer(self.config.observer.clone());
         let mut request = self.protocol_request(Method::PATCH, target, body);
         let headers = request.headers_mut();
         headers.insert(
@@ -438,7 +444,8 @@ where
         self.position.store(0, Ordering::Relaxed);
         let len = self.source.len_hint();
         let body = UploadBody::new(Bytes::new(), data, len, self.position.clone())
-            .with_gate(captured.gate(self.config.expect_timeout));
+            .with_gate(captured.gate(self.config.expect_timeout))
+            .with_observer(self.config.observer.clone());
         let mut request = Request::new(body);
         *request.method_mut() = self.head.method.clone();
         *request.uri_mut() = self.head.uri.clone();
@@ -511,6 +518,10 @@ where
             return Err(ResumeError::exhausted(step, Some(error)));
         }
         tracing::debug!(%error, %step, failures = self.failures, "resumable request: retrying");
+        self.emit(ResumeEvent::Interrupted {
+            step,
+            error: error.to_string(),
+        });
         let pause = self.backoff.next_backoff();
         match tokio::time::timeout_at(self.deadline, pause).await {
             Ok(()) => Ok(()),
@@ -524,6 +535,12 @@ where
         }
         tokio::time::sleep(pause).await;
         Ok(())
+    }
+
+    fn emit(&self, event: ResumeEvent) {
+        if let Some(observer) = &self.config.observer {
+            observer.emit(event);
+        }
     }
 
     /// Records how far the last body got; returns that offset.

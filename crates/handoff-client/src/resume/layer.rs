@@ -7,6 +7,7 @@ use tower::retry::backoff::ExponentialBackoffMaker;
 use tower::util::rng::HasherRng;
 use tower::Layer;
 
+use super::event::{Observer, ResumeEvent};
 use super::Resume;
 
 /// When the stored response is released with `DELETE` (docs/PROTOCOL.md part B.6).
@@ -37,6 +38,7 @@ pub(super) struct Config {
     pub(super) release: Release,
     pub(super) max_response_bytes: usize,
     pub(super) expect_timeout: Duration,
+    pub(super) observer: Option<Observer>,
 }
 
 impl ResumeLayer {
@@ -52,6 +54,7 @@ impl ResumeLayer {
                 release: Release::AfterBody,
                 max_response_bytes: 64 * 1024 * 1024,
                 expect_timeout: Duration::from_secs(1),
+                observer: None,
             },
         }
     }
@@ -94,6 +97,13 @@ impl ResumeLayer {
     /// `Expect` costs this delay once per request.
     pub fn expect_timeout(mut self, timeout: Duration) -> Self {
         self.config.expect_timeout = timeout;
+        self
+    }
+
+    /// Calls `f` with every [`ResumeEvent`] of every request (progress bars, logs). It runs
+    /// on the request's task: keep it quick.
+    pub fn on_event(mut self, f: impl Fn(&ResumeEvent) + Send + Sync + 'static) -> Self {
+        self.config.observer = Some(Observer::new(f));
         self
     }
 

@@ -2,6 +2,7 @@
 
 mod body;
 mod error;
+mod event;
 mod flow;
 mod future;
 mod gate;
@@ -15,6 +16,7 @@ mod upload;
 
 pub use self::body::UploadBody;
 pub use self::error::{ResumeError, Step};
+pub use self::event::ResumeEvent;
 pub use self::future::ResponseFuture;
 pub use self::layer::{Release, ResumeLayer};
 pub use self::report::ResumeReport;
