@@ -152,10 +152,15 @@ where
             match self.exchange(Step::Send, request).await? {
                 Exchange::Answered(response) => {
                     let base = &self.head.uri;
+                    // Locations that cannot be used do not spoil a response that arrived:
+                    // the layer never fails a request that succeeded without it.
                     let published = match locations::read(response.headers(), base) {
                         Ok(Some(found)) => Some(found),
                         Ok(None) => captured.get().and_then(Result::ok),
-                        Err(what) => return Err(ResumeError::protocol(Step::Send, what)),
+                        Err(what) => {
+                            tracing::warn!(%what, "ignoring the locations of a response");
+                            None
+                        }
                     };
                     self.note_sent();
                     return Ok(Sent::Answered(response, published));
