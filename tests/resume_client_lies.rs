@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use handoff_client::resume::{Resume, ResumeError, ResumeLayer, Step, Upload, UploadBody};
 use http::Request;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
