@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use pin_project_lite::pin_project;
+use http_body_util::Either;
 
 use super::core::Core;
 use super::store::StoreError;
@@ -20,82 +20,11 @@ use crate::BoxError;
 /// The most bytes one frame of a [`ResumedBody`] carries.
 const FRAME_BYTES: usize = 256 * 1024;
 
-pin_project! {
-    /// The request body the inner service of a [`Resumable`](super::Resumable) sees.
-    ///
-    /// Requests the layer passes through keep their own body; resumable requests get a
-    /// [`ResumedBody`], one continuous body across connections.
-    #[derive(Debug)]
-    pub struct RequestBody<B> {
-        #[pin]
-        kind: Kind<B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    #[derive(Debug)]
-    enum Kind<B> {
-        Plain { #[pin] body: B },
-        Resumed { #[pin] body: ResumedBody },
-    }
-}
-
-impl<B> RequestBody<B> {
-    /// The client's body, untouched.
-    pub fn plain(body: B) -> Self {
-        Self {
-            kind: Kind::Plain { body },
-        }
-    }
-
-    pub(crate) fn resumed(body: ResumedBody) -> Self {
-        Self {
-            kind: Kind::Resumed { body },
-        }
-    }
-
-    /// The operation's id, for the body of a resumable request.
-    pub fn resumable_id(&self) -> Option<ResourceId> {
-        match &self.kind {
-            Kind::Plain { .. } => None,
-            Kind::Resumed { body } => Some(body.id()),
-        }
-    }
-}
-
-impl<B> Body for RequestBody<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().kind.project() {
-            KindProj::Plain { body } => body.poll_frame(cx).map_err(Into::into),
-            KindProj::Resumed { body } => body.poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Plain { body } => body.is_end_stream(),
-            Kind::Resumed { body } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Plain { body } => body.size_hint(),
-            Kind::Resumed { body } => body.size_hint(),
-        }
-    }
-}
+/// The request body the inner service of a [`Resumable`](super::Resumable) sees: the
+/// client's own body, untouched, for requests the layer passes through
+/// ([`Either::Left`]), and a [`ResumedBody`] for resumable requests ([`Either::Right`]),
+/// one continuous body across connections.
+pub type RequestBody<B> = Either<B, ResumedBody>;
 
 /// The body of a resumable request: every byte of the upload, in order, whatever happened
 /// to the connections that carried it (docs/PROTOCOL.md part B).

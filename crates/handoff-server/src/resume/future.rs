@@ -8,6 +8,8 @@ use std::task::{ready, Context, Poll};
 use http::Response;
 use pin_project_lite::pin_project;
 
+use http_body_util::Either;
+
 use super::response_body::{OwnBody, ResponseBody};
 
 type Own = Pin<Box<dyn Future<Output = Response<OwnBody>> + Send>>;
@@ -57,12 +59,12 @@ where
         match self.project().kind.project() {
             KindProj::Inner { future } => {
                 let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(response.map(ResponseBody::inner)))
+                Poll::Ready(Ok(response.map(Either::Left)))
             }
             KindProj::Own { future } => {
                 let mut response = ready!(future.as_mut().poll(cx));
                 give_reason_phrase(&mut response);
-                Poll::Ready(Ok(response.map(ResponseBody::own)))
+                Poll::Ready(Ok(response.map(Either::Right)))
             }
         }
     }

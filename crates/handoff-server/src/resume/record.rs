@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Either, Limited};
 use tower::{Service, ServiceExt};
 
 use super::body::{RequestBody, ResumedBody};
@@ -37,7 +37,7 @@ where
 {
     Box::new(move |id, parts, complete_length| {
         let body = ResumedBody::new(core.clone(), id, complete_length);
-        let request = Request::from_parts(parts, RequestBody::resumed(body));
+        let request = Request::from_parts(parts, Either::Right(body));
         spawn_handler(core, id, inner, request)
     })
 }

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
+use http_body_util::Either;
 use tower::Service;
 
 use handoff_proto::prefer::{Preferences, Resume};
@@ -149,7 +150,7 @@ where
             return ResponseFuture::own(resource::serve(core, launch, request, target));
         }
         match classify(&request) {
-            Kind::PassThrough => ResponseFuture::inner(inner.call(request.map(RequestBody::plain))),
+            Kind::PassThrough => ResponseFuture::inner(inner.call(request.map(Either::Left))),
             Kind::Resumable(asked) => {
                 let launch = launcher(core.clone(), inner);
                 ResponseFuture::own(start(core, launch, request, asked))
