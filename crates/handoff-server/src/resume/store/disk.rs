@@ -434,31 +434,11 @@ impl Store for DiskStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resume::store::contract::{self, new_resource, QUOTA, ROOMY};
     use crate::resume::store::StoredHead;
     use http::{HeaderMap, HeaderValue, StatusCode};
     use proptest::prelude::*;
     use tempfile::TempDir;
-
-    fn new_resource(owner: Owner, complete_length: Option<u64>) -> NewResource {
-        let (head, ()) = http::Request::post("/u").body(()).unwrap().into_parts();
-        NewResource {
-            head: StoredHead::from_parts(&head),
-            owner,
-            complete_length,
-            max_bytes: 100,
-            keep_incomplete: true,
-        }
-    }
-
-    const QUOTA: Quota = Quota {
-        max_open: 3,
-        max_open_per_owner: 2,
-    };
-
-    const ROOMY: Quota = Quota {
-        max_open: 100,
-        max_open_per_owner: 100,
-    };
 
     async fn with_resource(complete_length: Option<u64>) -> (TempDir, DiskStore, ResourceId) {
         let dir = TempDir::new().unwrap();
@@ -476,41 +456,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn quotas_count_total_and_per_owner_across_reopens() {
+    async fn keeps_the_store_contract() {
+        let dir = TempDir::new().unwrap();
+        let store = DiskStore::open(dir.path()).await.unwrap();
+        contract::quotas_count_total_and_per_owner(&store).await;
+        let id = contract::appends_compare_the_offset_with_the_length_held(&store).await;
+        assert_eq!(fs::read(body_path(&dir, id)).unwrap(), b"abcde");
+        contract::lengths_are_checked(&store).await;
+        contract::changed_wakes_on_append_and_fails_on_remove(&store).await;
+    }
+
+    #[tokio::test]
+    async fn quotas_count_what_was_found_at_open() {
         let dir = TempDir::new().unwrap();
         let store = DiskStore::open(dir.path()).await.unwrap();
         let alice = Owner::from_credential(b"alice");
-        for _ in 0..2 {
+        for _ in 0..3 {
             let id = ResourceId::mint().unwrap();
             store
-                .create(id, new_resource(alice, None), QUOTA)
+                .create(id, new_resource(alice, None), ROOMY)
                 .await
                 .unwrap();
         }
-        let err = store
-            .create(
-                ResourceId::mint().unwrap(),
-                new_resource(alice, None),
-                QUOTA,
-            )
-            .await
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            StoreError::QuotaExceeded {
-                per_owner: true,
-                max: 2
-            }
-        ));
-
-        // The resources found at open count as well.
         drop(store);
         let store = DiskStore::open(dir.path()).await.unwrap();
         let bob = Owner::from_credential(b"bob");
-        store
-            .create(ResourceId::mint().unwrap(), new_resource(bob, None), QUOTA)
-            .await
-            .unwrap();
         let err = store
             .create(ResourceId::mint().unwrap(), new_resource(bob, None), QUOTA)
             .await
@@ -525,7 +495,6 @@ mod tests {
         // A refused create leaves nothing behind.
         assert_eq!(store.list().await.unwrap().len(), 3);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 4);
-
         // Removing frees a place.
         let first = store.list().await.unwrap()[0];
         store.remove(first).await.unwrap();
@@ -533,95 +502,6 @@ mod tests {
             .create(ResourceId::mint().unwrap(), new_resource(bob, None), QUOTA)
             .await
             .unwrap();
-    }
-
-    #[tokio::test]
-    async fn appends_compare_the_offset_with_the_length_held() {
-        let (dir, store, id) = with_resource(None).await;
-        assert_eq!(
-            store
-                .append(id, 0, Bytes::from_static(b"abc"))
-                .await
-                .unwrap(),
-            3
-        );
-        for offset in [0, 2, 4, 100] {
-            assert!(matches!(
-                store.append(id, offset, Bytes::from_static(b"x")).await,
-                Err(StoreError::Conflict { held: 3 })
-            ));
-        }
-        // An empty append at the right offset changes nothing.
-        let version = store.get(id).await.unwrap().version;
-        assert_eq!(store.append(id, 3, Bytes::new()).await.unwrap(), 3);
-        assert_eq!(store.get(id).await.unwrap().version, version);
-        assert_eq!(
-            store
-                .append(id, 3, Bytes::from_static(b"de"))
-                .await
-                .unwrap(),
-            5
-        );
-        assert_eq!(fs::read(body_path(&dir, id)).unwrap(), b"abcde");
-        assert_eq!(store.get(id).await.unwrap().length, 5);
-    }
-
-    #[tokio::test]
-    async fn lengths_are_checked() {
-        let (_dir, store, id) = with_resource(Some(4)).await;
-        assert!(matches!(
-            store.append(id, 0, Bytes::from_static(b"12345")).await,
-            Err(StoreError::LengthMismatch { known: Some(4), .. })
-        ));
-        assert!(store.set_complete_length(id, 5).await.is_err());
-        store.set_complete_length(id, 4).await.unwrap();
-        store
-            .append(id, 0, Bytes::from_static(b"1234"))
-            .await
-            .unwrap();
-        assert!(store.get(id).await.unwrap().is_complete());
-
-        let id = ResourceId::mint().unwrap();
-        store
-            .create(id, new_resource(Owner::anonymous(), None), ROOMY)
-            .await
-            .unwrap();
-        store
-            .append(id, 0, Bytes::from_static(b"123"))
-            .await
-            .unwrap();
-        assert!(store.set_complete_length(id, 2).await.is_err());
-        assert!(matches!(
-            store.set_complete_length(id, 101).await,
-            Err(StoreError::TooLarge { max: 100 })
-        ));
-        assert!(matches!(
-            store.append(id, 3, Bytes::from(vec![0; 98])).await,
-            Err(StoreError::TooLarge { max: 100 })
-        ));
-        assert_eq!(store.get(id).await.unwrap().length, 3);
-    }
-
-    #[tokio::test]
-    async fn changed_wakes_on_append_and_fails_on_remove() {
-        let (_dir, store, id) = with_resource(None).await;
-        let waiter = {
-            let store = store.clone();
-            tokio::spawn(async move { store.changed(id, 0).await })
-        };
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished());
-        store.append(id, 0, Bytes::from_static(b"x")).await.unwrap();
-        assert_eq!(waiter.await.unwrap().unwrap(), 1);
-        assert_eq!(store.changed(id, 0).await.unwrap(), 1);
-
-        let waiter = {
-            let store = store.clone();
-            tokio::spawn(async move { store.changed(id, 1).await })
-        };
-        tokio::task::yield_now().await;
-        store.remove(id).await.unwrap();
-        assert!(matches!(waiter.await.unwrap(), Err(StoreError::NotFound)));
     }
 
     #[tokio::test]

@@ -394,68 +394,8 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resume::store::StoredHead;
+    use crate::resume::store::contract::{self, new_resource, QUOTA};
     use crate::resume::Owner;
-
-    fn new_resource(owner: Owner, complete_length: Option<u64>) -> NewResource {
-        let (head, ()) = http::Request::post("/u").body(()).unwrap().into_parts();
-        NewResource {
-            head: StoredHead::from_parts(&head),
-            owner,
-            complete_length,
-            max_bytes: 100,
-            keep_incomplete: true,
-        }
-    }
-
-    const QUOTA: Quota = Quota {
-        max_open: 3,
-        max_open_per_owner: 2,
-    };
-
-    #[tokio::test]
-    async fn quotas_count_total_and_per_owner() {
-        let store = MemoryStore::new();
-        let alice = Owner::from_credential(b"alice");
-        for _ in 0..2 {
-            let id = ResourceId::mint().unwrap();
-            store
-                .create(id, new_resource(alice, None), QUOTA)
-                .await
-                .unwrap();
-        }
-        let err = store
-            .create(
-                ResourceId::mint().unwrap(),
-                new_resource(alice, None),
-                QUOTA,
-            )
-            .await
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            StoreError::QuotaExceeded {
-                per_owner: true,
-                max: 2
-            }
-        ));
-        let bob = Owner::from_credential(b"bob");
-        store
-            .create(ResourceId::mint().unwrap(), new_resource(bob, None), QUOTA)
-            .await
-            .unwrap();
-        let err = store
-            .create(ResourceId::mint().unwrap(), new_resource(bob, None), QUOTA)
-            .await
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            StoreError::QuotaExceeded {
-                per_owner: false,
-                max: 3
-            }
-        ));
-    }
 
     #[tokio::test]
     async fn the_budget_counts_unreleased_bytes_and_responses() {
@@ -502,63 +442,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lengths_are_checked() {
+    async fn keeps_the_store_contract() {
         let store = MemoryStore::new();
-        let id = ResourceId::mint().unwrap();
-        store
-            .create(id, new_resource(Owner::anonymous(), Some(4)), QUOTA)
-            .await
-            .unwrap();
-        assert!(matches!(
-            store.append(id, 0, Bytes::from_static(b"12345")).await,
-            Err(StoreError::LengthMismatch { known: Some(4), .. })
-        ));
-        assert!(store.set_complete_length(id, 5).await.is_err());
-        store.set_complete_length(id, 4).await.unwrap();
-
-        let id = ResourceId::mint().unwrap();
-        store
-            .create(id, new_resource(Owner::anonymous(), None), QUOTA)
-            .await
-            .unwrap();
-        store
-            .append(id, 0, Bytes::from_static(b"123"))
-            .await
-            .unwrap();
-        assert!(store.set_complete_length(id, 2).await.is_err());
-        assert!(matches!(
-            store.set_complete_length(id, 101).await,
-            Err(StoreError::TooLarge { max: 100 })
-        ));
-        assert!(matches!(
-            store.append(id, 3, Bytes::from(vec![0; 98])).await,
-            Err(StoreError::TooLarge { max: 100 })
-        ));
-    }
-
-    #[tokio::test]
-    async fn changed_wakes_on_append_and_fails_on_remove() {
-        let store = MemoryStore::new();
-        let id = ResourceId::mint().unwrap();
-        store
-            .create(id, new_resource(Owner::anonymous(), None), QUOTA)
-            .await
-            .unwrap();
-        let waiter = {
-            let store = store.clone();
-            tokio::spawn(async move { store.changed(id, 0).await })
-        };
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished());
-        store.append(id, 0, Bytes::from_static(b"x")).await.unwrap();
-        assert_eq!(waiter.await.unwrap().unwrap(), 1);
-
-        let waiter = {
-            let store = store.clone();
-            tokio::spawn(async move { store.changed(id, 1).await })
-        };
-        tokio::task::yield_now().await;
-        store.remove(id).await.unwrap();
-        assert!(matches!(waiter.await.unwrap(), Err(StoreError::NotFound)));
+        contract::quotas_count_total_and_per_owner(&store).await;
+        contract::appends_compare_the_offset_with_the_length_held(&store).await;
+        contract::lengths_are_checked(&store).await;
+        contract::changed_wakes_on_append_and_fails_on_remove(&store).await;
     }
 }

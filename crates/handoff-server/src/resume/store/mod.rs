@@ -20,6 +20,8 @@
 //! [`MemoryStore`] is the default; [`DiskStore`] keeps everything in a directory and survives
 //! a restart of the process, even `kill -9`.
 
+#[cfg(test)]
+mod contract;
 mod disk;
 mod memory;
 
