@@ -83,3 +83,80 @@ async fn a_killed_disk_store_origin_resumes_after_restart() {
     let log = second.log();
     assert_eq!(log.matches("adopted").count(), 1, "one adoption:\n{log}");
 }
+
+/// Starts an upload of `body` on `addr`, sends `sent` bytes, and returns the locations
+/// (request content, response message) and the open connection.
+async fn partial_upload(
+    addr: std::net::SocketAddr,
+    body: &[u8],
+    sent: usize,
+) -> (String, String, tokio::net::TcpStream) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&upload_head(addr, body.len(), None, "resume"))
+        .await
+        .unwrap();
+    let interim = read_interim(&mut stream).await;
+    stream.write_all(&body[..sent]).await.unwrap();
+    stream.flush().await.unwrap();
+    let request = interim
+        .header("request-content-location")
+        .unwrap()
+        .to_owned();
+    let response = interim
+        .header("response-message-location")
+        .unwrap()
+        .to_owned();
+    for _ in 0..200 {
+        let held = head(addr, &request, None).await;
+        if held.header("content-length") == Some(sent.to_string().as_str()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (request, response, stream)
+}
+
+#[tokio::test]
+async fn a_graceful_restart_keeps_a_disk_store_upload_and_loses_a_memory_one() {
+    let body = body_of(1 << 20);
+    let sent = 300_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().to_str().unwrap().to_owned();
+    for disk in [true, false] {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--drain-timeout", "0.3"];
+        if disk {
+            args.extend(["--store", &store]);
+        }
+        let first = Running::start("origin", &args);
+        let addr = first.addr;
+        let (request, response, stream) = partial_upload(addr, &body, sent).await;
+        // SIGTERM: the upload is still arriving, so the drain window runs out and the
+        // connection is closed; the process exits 0.
+        first.stop_with(running::Signal::Term).await;
+        drop(stream);
+
+        let listen = addr.to_string();
+        let mut args = vec!["--listen", listen.as_str()];
+        if disk {
+            args.extend(["--store", &store]);
+        }
+        let second = Running::start("origin", &args);
+        let held = head(second.addr, &request, None).await;
+        if !disk {
+            // The memory store died with the process: the client must start over.
+            assert_eq!(held.status, 404);
+            continue;
+        }
+        assert_eq!(held.status, 299, "{held:?}");
+        assert_eq!(
+            held.header("content-length"),
+            Some(sent.to_string().as_str())
+        );
+        complete(second.addr, &request, &body, None).await;
+        let (status, answer) = fetch_response(second.addr, &response, None).await;
+        assert_eq!(status, 200);
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["sha256"], hex(&Sha256::digest(&body)));
+    }
+}
