@@ -52,7 +52,17 @@ async fn the_client_completes_across_a_kill_9_and_restart() {
         .unwrap();
     let upload = tokio::spawn(resume.oneshot(request));
 
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Kill once a good part of the body reached the origin.
+    for _ in 0..1000 {
+        if relay.stats().upstream_bytes > 2 << 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        relay.stats().upstream_bytes > 2 << 20,
+        "the upload is under way"
+    );
     first.kill9();
     let listen = addr.to_string();
     let second = Running::start(

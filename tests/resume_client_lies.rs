@@ -90,11 +90,15 @@ const LOCATIONS: &str =
     "request-content-location: /r/1/request\r\nresponse-message-location: /r/1/response\r\n";
 
 async fn run(addr: SocketAddr, body_len: usize) -> ResumeError {
+    run_within(addr, body_len, Duration::from_secs(10)).await
+}
+
+async fn run_within(addr: SocketAddr, body_len: usize, deadline: Duration) -> ResumeError {
     let client = Client::builder(TokioExecutor::new()).build_http::<UploadBody>();
     let resume: Resume<_> = ResumeLayer::new()
         .backoff(Duration::from_millis(5), Duration::from_millis(20))
         .max_retries(3)
-        .deadline(Duration::from_secs(10))
+        .deadline(deadline)
         .layer(client);
     let request = Request::post(format!("http://{addr}/upload"))
         .body(Upload::from(Bytes::from(vec![7u8; body_len])))
@@ -243,5 +247,30 @@ async fn a_server_that_only_takes_unit_less_ranges_is_completed() {
         .unwrap()
         .to_bytes();
     assert_eq!(body, "stored");
+    server.abort();
+}
+
+/// Answers with `response`, then keeps the connection open and silent.
+fn answer_then_stall(response: &'static str) -> Script {
+    Box::new(move |mut stream, _head| {
+        Box::pin(async move {
+            stream.write_all(response.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        })
+    })
+}
+
+#[tokio::test]
+async fn a_server_that_stalls_its_answer_runs_into_the_deadline() {
+    let (addr, server) = scripted(vec![
+        continue_then_reset(LOCATIONS, 1000),
+        answer("HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n"),
+        answer_then_stall(
+            "HTTP/1.1 200 OK\r\ncontent-type: message/http\r\ncontent-length: 100\r\n\r\nHTTP/1.1",
+        ),
+    ])
+    .await;
+    let error = run_within(addr, 100_000, Duration::from_millis(800)).await;
+    assert!(error.is_deadline(), "{error}");
     server.abort();
 }

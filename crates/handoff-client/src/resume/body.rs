@@ -10,6 +10,7 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+use super::error::SourceFailed;
 use super::event::{Observer, ResumeEvent};
 use super::gate::Gate;
 use super::source::SourceStream;
@@ -120,15 +121,15 @@ impl Body for UploadBody {
             }
             Some(Err(error)) => {
                 self.data = None;
-                Poll::Ready(Some(Err(error)))
+                Poll::Ready(Some(Err(failed(error))))
             }
             None => {
                 self.data = None;
                 match self.remaining {
-                    Some(left) if left > 0 => Poll::Ready(Some(Err(format!(
-                        "the upload ended {left} bytes short of its announced length"
-                    )
-                    .into()))),
+                    Some(left) if left > 0 => Poll::Ready(Some(Err(failed(
+                        format!("the upload ended {left} bytes short of its announced length")
+                            .into(),
+                    )))),
                     _ => Poll::Ready(None),
                 }
             }
@@ -147,4 +148,9 @@ impl Body for UploadBody {
             None => SizeHint::default(),
         }
     }
+}
+
+/// Marks an error as the source's (see [`SourceFailed`]).
+fn failed(error: BoxError) -> BoxError {
+    Box::new(SourceFailed(error))
 }

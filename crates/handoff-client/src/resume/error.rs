@@ -80,8 +80,8 @@ impl ResumeError {
         }
     }
 
-    pub(crate) fn deadline(step: Step) -> Self {
-        Self::new(Kind::Deadline, Some(step))
+    pub(crate) fn deadline(step: Option<Step>) -> Self {
+        Self::new(Kind::Deadline, step)
     }
 
     pub(crate) fn exhausted(step: Step, source: Option<BoxError>) -> Self {
@@ -100,6 +100,12 @@ impl ResumeError {
             source: (!text.is_empty()).then(|| text.into()),
             ..Self::new(Kind::Status, Some(step))
         }
+    }
+
+    /// The same error, naming what the server answered last.
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
+        self.status.get_or_insert(status);
+        self
     }
 
     pub(crate) fn protocol(step: Step, what: impl Into<String>) -> Self {
@@ -187,4 +193,33 @@ impl Error for ResumeError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         self.source.as_deref().map(|e| e as &(dyn Error + 'static))
     }
+}
+
+/// A body error that came from the upload's [`Source`](super::Source), not from the network:
+/// its bytes cannot be produced, so retrying cannot help.
+#[derive(Debug)]
+pub(crate) struct SourceFailed(pub(crate) BoxError);
+
+impl fmt::Display for SourceFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the upload's body failed: {}", self.0)
+    }
+}
+
+impl Error for SourceFailed {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+/// The [`SourceFailed`] somewhere in `error`'s chain, if any.
+pub(crate) fn source_failure<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a SourceFailed> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(failed) = error.downcast_ref::<SourceFailed>() {
+            return Some(failed);
+        }
+        next = error.source();
+    }
+    None
 }

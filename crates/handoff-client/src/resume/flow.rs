@@ -1,28 +1,31 @@
 //! The resumable exchange (docs/PROTOCOL.md part B), from the client's side, as one
 //! sequence of steps:
 //!
-//! 1. **Send** the request with `Expect: 100-continue` and `Prefer: resume`, capturing the
-//!    locations from the `100 Continue` or the final response. A failure before any location
-//!    arrived re-sends from the first byte (the server has no state yet).
+//! 1. **Send** the request with `Expect: 100-continue` and `Prefer: resume`; the body waits
+//!    for the `100 Continue`, which carries the locations. A failure before that `100` and
+//!    before any body byte was handed over sends the request again from the start: the
+//!    server cannot have run it. Any other failure without locations is the caller's error,
+//!    as it would be without the layer (the server may have run the request).
 //! 2. **Complete** the body: `HEAD` on the request content for the server's offset, then
 //!    `PATCH` the rest as `message/byterange`, again after every failure.
 //! 3. **Fetch** the recorded response: `GET` on the response message with `Prefer: wait`,
 //!    decoding `message/http`.
 //!
 //! A response that arrives on the original exchange is read whole, so that a cut during
-//! the response falls through to step 3.
+//! the response falls through to step 3. Everything runs within the overall deadline.
 
+use std::error::Error as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderName, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, RETRY_AFTER,
+    HeaderName, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, HOST, RETRY_AFTER,
 };
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::time::Instant;
 use tower::retry::backoff::{Backoff, ExponentialBackoff, MakeBackoff};
 use tower::{Service, ServiceExt};
@@ -34,7 +37,7 @@ use handoff_proto::message_http::{self, decode_response_lenient, INCOMPLETE_CONT
 use handoff_proto::prefer::{Preferences, PREFER};
 
 use super::body::UploadBody;
-use super::error::{ResumeError, Step};
+use super::error::{source_failure, ResumeError, Step};
 use super::event::ResumeEvent;
 use super::layer::{Config, Release};
 use super::locations::{self, Captured};
@@ -46,15 +49,20 @@ use crate::BoxError;
 /// The most bytes read of a `HEAD` or `PATCH` answer.
 const SMALL_BODY: usize = 64 * 1024;
 
-/// Request headers that name the party, carried to the operation's resources (the server
-/// binds an operation to its creator, docs/PROTOCOL.md part B.7).
-const CREDENTIALS: [HeaderName; 2] = [AUTHORIZATION, COOKIE];
+/// How long a release (`DELETE`) of the stored response may take.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Request headers carried to the operation's resources: the party (the server binds an
+/// operation to its creator, docs/PROTOCOL.md part B.7) and the virtual host.
+const CARRIED: [HeaderName; 3] = [AUTHORIZATION, COOKIE, HOST];
 
 /// One resumable request in progress.
 pub(crate) struct Flow<S> {
     inner: S,
     config: Config,
     head: http::request::Parts,
+    /// The caller's extensions, for the first attempt.
+    extensions: Option<http::Extensions>,
     source: Arc<dyn Source>,
     deadline: Instant,
     backoff: ExponentialBackoff,
@@ -62,11 +70,13 @@ pub(crate) struct Flow<S> {
     failures: u32,
     /// The absolute offset of the next byte the body being sent hands over.
     position: Arc<AtomicU64>,
-    /// The furthest offset ever handed over: bytes beyond what the server holds up to here
-    /// were in flight.
+    /// The furthest offset handed over since the server last started over: bytes beyond
+    /// what the server holds up to here were in flight.
     furthest: u64,
     /// The last offset a `HEAD` reported.
     offset: u64,
+    /// Send `Expect: 100-continue` (dropped after a `417`).
+    expect: bool,
     /// Send `Content-Range: a-b/len` without the unit (for servers that only accept that).
     unitless: bool,
 }
@@ -96,27 +106,40 @@ where
     pub(crate) fn new(
         inner: S,
         config: Config,
-        head: http::request::Parts,
+        mut head: http::request::Parts,
         source: Arc<dyn Source>,
     ) -> Self {
-        let mut maker = config.backoff.clone();
+        let extensions = std::mem::take(&mut head.extensions);
         Self {
             inner,
-            deadline: Instant::now() + config.deadline,
-            backoff: maker.make_backoff(),
+            deadline: deadline_after(config.deadline),
+            backoff: config.backoff().make_backoff(),
             config,
             head,
+            extensions: Some(extensions),
             source,
             report: ResumeReport::default(),
             failures: 0,
             position: Arc::new(AtomicU64::new(0)),
             furthest: 0,
             offset: 0,
+            expect: true,
             unitless: false,
         }
     }
 
     pub(crate) async fn run(mut self) -> Result<Response<ResponseBody<B>>, ResumeError> {
+        let deadline = self.deadline;
+        match tokio::time::timeout_at(deadline, self.steps()).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(ResumeError::deadline(None)),
+        }
+    }
+
+    async fn steps(&mut self) -> Result<Response<ResponseBody<B>>, ResumeError> {
+        if self.source.len_hint() == Some(0) {
+            return self.plain().await;
+        }
         let locations = match self.send().await? {
             Sent::Answered(response, None) => {
                 let mut response = response.map(ResponseBody::live);
@@ -126,6 +149,9 @@ where
             Sent::Answered(response, Some(locations)) => {
                 match read_whole(response, self.config.max_response_bytes).await {
                     Ok(response) => return Ok(self.deliver(response, &locations)),
+                    Err(error) if is_too_large(&error) => {
+                        return Err(self.too_large(Step::Send));
+                    }
                     // Cut during the response: the recorded copy completes it.
                     Err(error) => {
                         tracing::debug!(%error, "resumable response cut; fetching the recorded one");
@@ -144,26 +170,63 @@ where
         Ok(self.deliver(response, &locations))
     }
 
-    /// Step 1: the request, re-sent from the start while no location arrived.
+    /// A request without a body is not resumable (there is nothing to resume, and servers
+    /// make only uploads resumable): sent once, as it is.
+    async fn plain(&mut self) -> Result<Response<ResponseBody<B>>, ResumeError> {
+        let mut request = Request::new(UploadBody::empty());
+        *request.method_mut() = self.head.method.clone();
+        *request.uri_mut() = self.head.uri.clone();
+        *request.version_mut() = self.head.version;
+        *request.headers_mut() = self.head.headers.clone();
+        if let Some(extensions) = self.extensions.take() {
+            *request.extensions_mut() = extensions;
+        }
+        match self.exchange(Step::Send, request).await? {
+            Exchange::Answered(response) => {
+                let mut response = response.map(ResponseBody::live);
+                response.extensions_mut().insert(self.report);
+                Ok(response)
+            }
+            Exchange::Failed(error) => Err(ResumeError::exhausted(Step::Send, Some(error))),
+        }
+    }
+
+    /// Step 1: the request, re-sent from the start while the server cannot have run it.
     async fn send(&mut self) -> Result<Sent<B>, ResumeError> {
         loop {
             let captured = Captured::default();
             let request = self.first_request(&captured)?;
             match self.exchange(Step::Send, request).await? {
                 Exchange::Answered(response) => {
-                    let base = &self.head.uri;
+                    let sent = self.note_sent();
+                    // A server that does not take `Expect` (RFC 9110 §10.1.1): again
+                    // without it; no body byte went out.
+                    if response.status() == StatusCode::EXPECTATION_FAILED
+                        && self.expect
+                        && sent == 0
+                    {
+                        self.expect = false;
+                        continue;
+                    }
+                    let from_interim = captured.get().and_then(Result::ok);
                     // Locations that cannot be used do not spoil a response that arrived:
                     // the layer never fails a request that succeeded without it.
-                    let published = match locations::read(response.headers(), base) {
+                    let published = match locations::read(response.headers(), &self.head.uri) {
                         Ok(Some(found)) => Some(found),
-                        Ok(None) => captured.get().and_then(Result::ok),
+                        Ok(None) => None,
                         Err(what) => {
                             tracing::warn!(%what, "ignoring the locations of a response");
                             None
                         }
                     };
-                    self.note_sent();
-                    return Ok(Sent::Answered(response, published));
+                    // A gateway's error after the server published the operation is not the
+                    // operation's answer: the operation goes on behind it.
+                    if let (None, Some(found)) = (&published, &from_interim) {
+                        if is_gateway_error(response.status()) {
+                            return Ok(Sent::Interrupted(found.clone()));
+                        }
+                    }
+                    return Ok(Sent::Answered(response, published.or(from_interim)));
                 }
                 Exchange::Failed(error) => {
                     let sent = self.note_sent();
@@ -172,15 +235,15 @@ where
                         Some(Err(what)) => return Err(ResumeError::protocol(Step::Send, what)),
                         None => {}
                     }
-                    // No location arrived: the server holds no state the client could name,
-                    // so the request starts over (part B.1). A resumable server publishes its
-                    // locations before it reads a byte of the body, so only a `100 Continue`
-                    // lost on the way back while the body still got through could leave an
-                    // operation behind; that one ends with its idle timeout.
+                    // No location. Starting over is safe only if the server cannot have run
+                    // the request: no `100` came (a resumable server sends it, with the
+                    // locations, before it reads the body) and no body byte was handed over.
+                    if captured.continued() || sent > 0 {
+                        return Err(ResumeError::exhausted(Step::Send, Some(error)));
+                    }
                     self.retry_after_failure(Step::Send, error).await?;
                     self.report.restarts += 1;
-                    self.report.bytes_resent += sent;
-                    self.emit(ResumeEvent::Restarting { resent: sent });
+                    self.emit(ResumeEvent::Restarting { resent: 0 });
                 }
             }
         }
@@ -194,15 +257,14 @@ where
             // fetched.
             return Ok(());
         };
-        let len = self.source.len_hint();
         loop {
             let Some((held, complete)) = self.head(&target).await? else {
                 continue;
             };
-            if complete || Some(held) == len {
+            if complete {
                 return Ok(());
             }
-            let Some(len) = len else {
+            let Some(len) = self.source.len_hint() else {
                 return Err(ResumeError::source(
                     Step::Patch,
                     "a body of unknown length cannot be completed".into(),
@@ -225,9 +287,8 @@ where
             }
         };
         let status = response.status();
-        if status.is_server_error() {
-            self.retry_after_failure(Step::Head, format!("HEAD answered {status}").into())
-                .await?;
+        if is_retryable(status) {
+            self.retry_after_status(Step::Head, response).await?;
             return Ok(None);
         }
         // `299 Incomplete Content` or another 2xx carries the offset (part C, clients).
@@ -257,10 +318,13 @@ where
                 ),
             ));
         }
+        if held > self.offset {
+            // Progress: the retry budget is for failures in a row.
+            self.failures = 0;
+        }
         self.offset = held;
-        self.source.release(held);
-        let complete =
-            status.as_u16() != INCOMPLETE_CONTENT && self.source.len_hint() == Some(held);
+        let len = self.source.len_hint();
+        let complete = status.as_u16() != INCOMPLETE_CONTENT && len.is_none_or(|len| held == len);
         Ok(Some((held, complete)))
     }
 
@@ -279,7 +343,11 @@ where
         let resent = self.furthest.saturating_sub(held);
         self.report.bytes_resent += resent;
         self.emit(ResumeEvent::Resuming { from: held, resent });
+        // The PATCH waits for its own `100` too, so a refusal at the part head (409, 400)
+        // costs no upload.
+        let captured = Captured::default();
         let body = UploadBody::new(part, data, Some(len - held), self.position.clone())
+            .with_gate(captured.gate(self.config.expect_timeout))
             .with_observer(self.config.observer.clone());
         let mut request = self.protocol_request(Method::PATCH, target, body);
         let headers = request.headers_mut();
@@ -288,6 +356,8 @@ where
             HeaderValue::from_static(byterange::CONTENT_TYPE),
         );
         headers.insert(CONTENT_LENGTH, HeaderValue::from(part_len));
+        headers.insert(EXPECT, HeaderValue::from_static("100-continue"));
+        captured.watch(&mut request, self.source.clone());
         let outcome = self.exchange(Step::Patch, request).await?;
         self.note_sent();
         let response = match outcome {
@@ -298,9 +368,19 @@ where
             }
         };
         let status = response.status();
+        if is_retryable(status) {
+            self.retry_after_status(Step::Patch, response).await?;
+            return Ok(false);
+        }
         let body = read_small(response.into_body()).await;
         match status.as_u16() {
-            INCOMPLETE_CONTENT => Ok(false),
+            // Still incomplete after the whole rest was sent: count it, or a server that
+            // never progresses would be asked for ever.
+            INCOMPLETE_CONTENT => {
+                self.retry_after_failure(Step::Patch, "the server still misses bytes".into())
+                    .await?;
+                Ok(false)
+            }
             200..=299 => Ok(true),
             // Another writer still holds the body (our own cut connection, not yet noticed).
             409 => {
@@ -316,11 +396,6 @@ where
             400 if !self.unitless => {
                 tracing::debug!("PATCH refused; retrying with a unit-less Content-Range");
                 self.unitless = true;
-                Ok(false)
-            }
-            500..=599 => {
-                self.retry_after_failure(Step::Patch, format!("PATCH answered {status}").into())
-                    .await?;
                 Ok(false)
             }
             _ => Err(ResumeError::refused(Step::Patch, status, &body)),
@@ -347,62 +422,44 @@ where
                 }
             };
             let status = response.status();
-            match status.as_u16() {
-                200 => {
-                    let is_message = response
-                        .headers()
-                        .get(CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .is_some_and(|v| {
-                            v.split(';')
-                                .next()
-                                .unwrap_or("")
-                                .trim()
-                                .eq_ignore_ascii_case(message_http::CONTENT_TYPE)
-                        });
-                    if !is_message {
-                        return Err(ResumeError::protocol(
-                            Step::Fetch,
-                            "answered the response message with something other than message/http",
-                        ));
-                    }
-                    let document =
-                        match Limited::new(response.into_body(), self.config.max_response_bytes)
-                            .collect()
-                            .await
-                        {
-                            Ok(collected) => collected.to_bytes(),
-                            Err(error) => {
-                                self.retry_after_failure(Step::Fetch, error).await?;
-                                continue;
-                            }
-                        };
-                    return decode_response_lenient(&document).map_err(|error| {
-                        ResumeError::protocol(
-                            Step::Fetch,
-                            format!("sent a malformed message/http: {error}"),
-                        )
-                    });
-                }
-                202 => {
-                    let pause = response
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map_or(Duration::from_millis(200), Duration::from_secs)
-                        .min(Duration::from_secs(30));
-                    self.sleep(Step::Fetch, pause).await?;
-                }
-                500..=599 => {
-                    self.retry_after_failure(Step::Fetch, format!("GET answered {status}").into())
-                        .await?
-                }
-                _ => {
-                    let body = read_small(response.into_body()).await;
-                    return Err(ResumeError::refused(Step::Fetch, status, &body));
-                }
+            if status == StatusCode::ACCEPTED {
+                // Still running: ask again after `Retry-After` (at least the backoff's
+                // minimum, at most 30 s).
+                let pause = retry_after(&response)
+                    .unwrap_or(Duration::from_millis(200))
+                    .clamp(self.config.backoff_min, Duration::from_secs(30));
+                tokio::time::sleep(pause).await;
+                continue;
             }
+            if is_retryable(status) {
+                self.retry_after_status(Step::Fetch, response).await?;
+                continue;
+            }
+            if status != StatusCode::OK {
+                let body = read_small(response.into_body()).await;
+                return Err(ResumeError::refused(Step::Fetch, status, &body));
+            }
+            if !is_message_http(response.headers()) {
+                return Err(ResumeError::protocol(
+                    Step::Fetch,
+                    "answered the response message with something other than message/http",
+                ));
+            }
+            let limited = Limited::new(response.into_body(), self.config.max_response_bytes);
+            let document = match limited.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(error) if is_too_large(&error) => return Err(self.too_large(Step::Fetch)),
+                Err(error) => {
+                    self.retry_after_failure(Step::Fetch, error).await?;
+                    continue;
+                }
+            };
+            return decode_response_lenient(&document).map_err(|error| {
+                ResumeError::protocol(
+                    Step::Fetch,
+                    format!("sent a malformed message/http: {error}"),
+                )
+            });
         }
     }
 
@@ -412,18 +469,10 @@ where
         response: Response<Bytes>,
         locations: &Locations,
     ) -> Response<ResponseBody<B>> {
-        let release = locations.response_message.clone().map(|target| {
-            let request = self.protocol_request(Method::DELETE, &target, UploadBody::empty());
-            let inner = self.inner.clone();
-            Box::new(move || {
-                tokio::spawn(async move {
-                    if let Err(error) = inner.oneshot(request).await {
-                        let error: BoxError = error.into();
-                        tracing::debug!(%error, "could not release the stored response");
-                    }
-                });
-            }) as OnEnd
-        });
+        let release = locations
+            .response_message
+            .clone()
+            .map(|target| self.release(&target));
         let on_end = match self.config.release {
             Release::AfterBody => release,
             Release::Immediately => {
@@ -439,6 +488,28 @@ where
         Response::from_parts(parts, ResponseBody::stored(body, on_end))
     }
 
+    /// `DELETE` of the stored response, on a task of its own, bounded in time.
+    fn release(&self, target: &Uri) -> OnEnd {
+        let request = self.protocol_request(Method::DELETE, target, UploadBody::empty());
+        let inner = self.inner.clone();
+        Box::new(move || {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                tracing::debug!("no runtime to release the stored response on");
+                return;
+            };
+            runtime.spawn(async move {
+                match tokio::time::timeout(RELEASE_TIMEOUT, inner.oneshot(request)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => {
+                        let error: BoxError = error.into();
+                        tracing::debug!(%error, "could not release the stored response");
+                    }
+                    Err(_) => tracing::debug!("releasing the stored response timed out"),
+                }
+            });
+        })
+    }
+
     /// The request with its own head, `Expect: 100-continue`, `Prefer: resume`, and the
     /// body from the first byte.
     fn first_request(&mut self, captured: &Captured) -> Result<Request<UploadBody>, ResumeError> {
@@ -447,17 +518,29 @@ where
             .read_from(0)
             .map_err(|error| ResumeError::source(Step::Send, error))?;
         self.position.store(0, Ordering::Relaxed);
+        // The server starts over: nothing of an earlier attempt is held.
+        self.furthest = 0;
+        self.offset = 0;
         let len = self.source.len_hint();
-        let body = UploadBody::new(Bytes::new(), data, len, self.position.clone())
-            .with_gate(captured.gate(self.config.expect_timeout))
+        let mut body = UploadBody::new(Bytes::new(), data, len, self.position.clone())
             .with_observer(self.config.observer.clone());
+        if self.expect {
+            body = body.with_gate(captured.gate(self.config.expect_timeout));
+        }
         let mut request = Request::new(body);
         *request.method_mut() = self.head.method.clone();
         *request.uri_mut() = self.head.uri.clone();
         *request.version_mut() = self.head.version;
         *request.headers_mut() = self.head.headers.clone();
+        if let Some(extensions) = self.extensions.take() {
+            *request.extensions_mut() = extensions;
+        }
         let headers = request.headers_mut();
-        headers.insert(EXPECT, HeaderValue::from_static("100-continue"));
+        if self.expect {
+            headers.insert(EXPECT, HeaderValue::from_static("100-continue"));
+        } else {
+            headers.remove(EXPECT);
+        }
         if let Some(len) = len {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
         }
@@ -466,7 +549,8 @@ where
         Ok(request)
     }
 
-    /// A request to one of the operation's resources, with the original's credentials.
+    /// A request to one of the operation's resources, with the original's credentials and
+    /// `Host`.
     fn protocol_request(
         &self,
         method: Method,
@@ -476,7 +560,7 @@ where
         let mut request = Request::new(body);
         *request.method_mut() = method;
         *request.uri_mut() = target.clone();
-        for name in CREDENTIALS {
+        for name in CARRIED {
             for value in self.head.headers.get_all(&name) {
                 request.headers_mut().append(name.clone(), value.clone());
             }
@@ -497,18 +581,25 @@ where
         ))
     }
 
-    /// One exchange, within the deadline.
+    /// One exchange. A failure of the upload's own body ends the request at once.
     async fn exchange(
         &mut self,
         step: Step,
         request: Request<UploadBody>,
     ) -> Result<Exchange<B>, ResumeError> {
         self.report.attempts += 1;
-        let call = self.inner.clone().oneshot(request);
-        match tokio::time::timeout_at(self.deadline, call).await {
-            Ok(Ok(response)) => Ok(Exchange::Answered(response)),
-            Ok(Err(error)) => Ok(Exchange::Failed(error.into())),
-            Err(_elapsed) => Err(ResumeError::deadline(step)),
+        match self.inner.clone().oneshot(request).await {
+            Ok(response) => Ok(Exchange::Answered(response)),
+            Err(error) => {
+                let error: BoxError = error.into();
+                if let Some(failed) = source_failure(error.as_ref()) {
+                    let why = failed
+                        .source()
+                        .map_or_else(|| failed.to_string(), ToString::to_string);
+                    return Err(ResumeError::source(step, why.into()));
+                }
+                Ok(Exchange::Failed(error))
+            }
         }
     }
 
@@ -527,19 +618,35 @@ where
             step,
             error: error.to_string(),
         });
-        let pause = self.backoff.next_backoff();
-        match tokio::time::timeout_at(self.deadline, pause).await {
-            Ok(()) => Ok(()),
-            Err(_elapsed) => Err(ResumeError::deadline(step)),
-        }
+        self.backoff.next_backoff().await;
+        Ok(())
     }
 
-    async fn sleep(&mut self, step: Step, pause: Duration) -> Result<(), ResumeError> {
-        if Instant::now() + pause > self.deadline {
-            return Err(ResumeError::deadline(step));
+    /// A `429` or `5xx`: a failure, waiting `Retry-After` when the server says.
+    async fn retry_after_status(
+        &mut self,
+        step: Step,
+        response: Response<B>,
+    ) -> Result<(), ResumeError> {
+        let status = response.status();
+        let pause = retry_after(&response);
+        drop(response);
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause.min(Duration::from_secs(30))).await;
         }
-        tokio::time::sleep(pause).await;
-        Ok(())
+        self.retry_after_failure(step, format!("answered {status}").into())
+            .await
+            .map_err(|error| error.with_status(status))
+    }
+
+    fn too_large(&self, step: Step) -> ResumeError {
+        ResumeError::protocol(
+            step,
+            format!(
+                "sent a response larger than the {} bytes the client reads whole",
+                self.config.max_response_bytes
+            ),
+        )
     }
 
     fn emit(&self, event: ResumeEvent) {
@@ -554,6 +661,50 @@ where
         self.furthest = self.furthest.max(at);
         at
     }
+}
+
+/// `now + wait`, or far in the future for a wait too long to add.
+fn deadline_after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
+/// `429`, `500`, `502`, `503`, `504`: worth another try.
+fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// What a gateway answers when the server behind it is gone.
+fn is_gateway_error(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 502..=504)
+}
+
+/// `Retry-After` in seconds, if the response has one.
+fn retry_after<T>(response: &Response<T>) -> Option<Duration> {
+    response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+fn is_message_http(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(message_http::CONTENT_TYPE)
+        })
+}
+
+fn is_too_large(error: &BoxError) -> bool {
+    error.downcast_ref::<LengthLimitError>().is_some()
 }
 
 /// Adds `resume` (and, for a buffered source, `acknowledge`) to the request's preferences,
@@ -574,6 +725,17 @@ fn add_resume_preference(headers: &mut HeaderMap, acknowledge: bool) {
     }
 }
 
+/// The response read whole, or why it could not be.
+async fn read_whole<B>(response: Response<B>, max: usize) -> Result<Response<Bytes>, BoxError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = response.into_parts();
+    let bytes = Limited::new(body, max).collect().await?.to_bytes();
+    Ok(Response::from_parts(parts, bytes))
+}
+
 /// A small answer's body, for error messages; empty if it fails.
 async fn read_small<B>(body: B) -> Bytes
 where
@@ -584,15 +746,4 @@ where
         Ok(collected) => collected.to_bytes(),
         Err(_) => Bytes::new(),
     }
-}
-
-/// The response read whole, or why it could not be.
-async fn read_whole<B>(response: Response<B>, max: usize) -> Result<Response<Bytes>, BoxError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let (parts, body) = response.into_parts();
-    let bytes = Limited::new(body, max).collect().await?.to_bytes();
-    Ok(Response::from_parts(parts, bytes))
 }

@@ -33,7 +33,8 @@ pub struct ResumeLayer {
 pub(super) struct Config {
     pub(super) max_retries: u32,
     pub(super) deadline: Duration,
-    pub(super) backoff: ExponentialBackoffMaker,
+    pub(super) backoff_min: Duration,
+    pub(super) backoff_max: Duration,
     pub(super) wait: Duration,
     pub(super) release: Release,
     pub(super) max_response_bytes: usize,
@@ -49,7 +50,8 @@ impl ResumeLayer {
             config: Config {
                 max_retries: 10,
                 deadline: Duration::from_secs(3600),
-                backoff: backoff(Duration::from_millis(50), Duration::from_secs(5)),
+                backoff_min: Duration::from_millis(50),
+                backoff_max: Duration::from_secs(5),
                 wait: Duration::from_secs(10),
                 release: Release::AfterBody,
                 max_response_bytes: 64 * 1024 * 1024,
@@ -75,7 +77,8 @@ impl ResumeLayer {
     /// The delays between retries: exponential from `min` to `max`, with jitter (tower's
     /// `ExponentialBackoffMaker`). `max` is raised to `min` and to at least 1 ms.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.config.backoff = backoff(min, max);
+        self.config.backoff_min = min;
+        self.config.backoff_max = max.max(min).max(Duration::from_millis(1));
         self
     }
 
@@ -116,10 +119,18 @@ impl ResumeLayer {
     }
 }
 
-fn backoff(min: Duration, max: Duration) -> ExponentialBackoffMaker {
-    let max = max.max(min).max(Duration::from_millis(1));
-    ExponentialBackoffMaker::new(min, max, 0.5, HasherRng::default())
+impl Config {
+    /// A backoff of its own for each request: its random source is seeded afresh, so that
+    /// requests cut together do not retry together.
+    pub(super) fn backoff(&self) -> ExponentialBackoffMaker {
+        ExponentialBackoffMaker::new(
+            self.backoff_min,
+            self.backoff_max,
+            0.5,
+            HasherRng::default(),
+        )
         .expect("min <= max, max > 0 and a positive jitter are valid")
+    }
 }
 
 impl Default for ResumeLayer {

@@ -26,15 +26,29 @@ pub(crate) fn read(headers: &HeaderMap, base: &Uri) -> Result<Option<Locations>,
         .into_iter()
         .flatten()
     {
-        if uri.scheme() != base.scheme() || uri.authority() != base.authority() {
+        let same = matches!((origin(uri), origin(base)), (Some(a), Some(b)) if a == b);
+        if !same {
             return Err(format!("published a location on another origin ({uri})"));
         }
     }
     Ok(Some(locations))
 }
 
-/// What the interim responses of one exchange told: the locations (first seen wins) or why
-/// they could not be used.
+/// A URI's origin (RFC 6454): scheme, host (case-insensitive) and port, the default one
+/// filled in.
+fn origin(uri: &Uri) -> Option<(String, String, u16)> {
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let host = uri.host()?.to_ascii_lowercase();
+    let port = uri.port_u16().or(match scheme.as_str() {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    })?;
+    Some((scheme, host, port))
+}
+
+/// What the interim responses of one exchange told: whether a `100 Continue` came, with its
+/// locations (the first wins) or why they could not be used.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Captured {
     inner: Arc<Mutex<Option<Result<Locations, String>>>>,
@@ -50,7 +64,6 @@ impl Captured {
         let opener = self.opener.clone();
         let base = request.uri().clone();
         hyper::ext::on_informational(request, move |response| {
-            opener.open();
             let headers = response.headers();
             if let Some(acked) = headers
                 .get(ACKNOWLEDGE)
@@ -59,11 +72,30 @@ impl Captured {
             {
                 source.release(acked);
             }
+            // Only a `100 Continue` answers the `Expect` and carries the locations; other
+            // interim codes (`102`, `103`, `199`) are skipped (part C, clients).
+            if response.status() != http::StatusCode::CONTINUE {
+                return;
+            }
             let mut slot = captured.lock().unwrap_or_else(|p| p.into_inner());
             if slot.is_none() {
-                *slot = read(headers, &base).transpose();
+                *slot = Some(
+                    read(headers, &base)
+                        .transpose()
+                        .unwrap_or(Err(String::new())),
+                );
             }
+            drop(slot);
+            opener.open();
         });
+    }
+
+    /// Whether a `100 Continue` arrived.
+    pub(crate) fn continued(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// The body's gate: open once an interim response arrived (or after `timeout`).
@@ -71,8 +103,12 @@ impl Captured {
         self.opener.gate(timeout)
     }
 
-    /// What was captured.
+    /// The locations of the `100 Continue`: `None` if none came or it carried none,
+    /// `Some(Err)` if it carried unusable ones.
     pub(crate) fn get(&self) -> Option<Result<Locations, String>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        match self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            Some(Err(what)) if what.is_empty() => None,
+            other => other,
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! [`ResponseBody`]: the response the caller gets: the original exchange's body, passed
-//! through, or a recorded response's bytes. Either way the stored response is released
-//! (`DELETE`) once the caller has read it to the end, if so configured.
+//! through (a server without resume support), or the operation's response read whole. The
+//! stored copy is released (`DELETE`) once the caller has taken the last bytes, or drops the
+//! body, if so configured.
 
 use std::fmt;
 use std::pin::Pin;
@@ -21,6 +22,15 @@ pin_project! {
         #[pin]
         kind: Kind<B>,
         on_end: Option<OnEnd>,
+    }
+
+    impl<B> PinnedDrop for ResponseBody<B> {
+        /// A caller that drops the body is done with it too: release the stored copy.
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(on_end) = this.project().on_end.take() {
+                on_end();
+            }
+        }
     }
 }
 
@@ -66,16 +76,20 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        let frame = match this.kind.project() {
-            KindProj::Live { body } => ready!(body.poll_frame(cx)).map(|f| f.map_err(Into::into)),
-            KindProj::Stored { body } => body.take().map(|data| Ok(Frame::data(data))),
-        };
-        if frame.is_none() {
-            if let Some(on_end) = this.on_end.take() {
-                on_end();
+        match this.kind.project() {
+            KindProj::Live { body } => {
+                Poll::Ready(ready!(body.poll_frame(cx)).map(|f| f.map_err(Into::into)))
+            }
+            KindProj::Stored { body } => {
+                // The whole body goes in one frame: once it is taken (or there was none),
+                // the stored copy is not needed (hyper stops polling at the end of stream).
+                let frame = body.take().map(|data| Ok(Frame::data(data)));
+                if let Some(on_end) = this.on_end.take() {
+                    on_end();
+                }
+                Poll::Ready(frame)
             }
         }
-        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {

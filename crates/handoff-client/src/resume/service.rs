@@ -82,8 +82,7 @@ where
     }
 
     fn call(&mut self, request: Request<Upload>) -> Self::Future {
-        let (mut head, upload) = request.into_parts();
-        head.extensions = http::Extensions::new();
+        let (head, upload) = request.into_parts();
         let flow = Flow::new(self.inner.clone(), self.config.clone(), head, upload.source);
         ResponseFuture::new(flow.run())
     }

@@ -72,9 +72,13 @@ impl Source for Bytes {
             .unwrap_or(usize::MAX)
             .min(self.len());
         let rest = self.slice(start..);
-        Ok(Box::pin(stream::iter(
-            (!rest.is_empty()).then_some(Ok(rest)),
-        )))
+        // Zero-copy slices of a file's chunk size, so that progress and the count of bytes
+        // handed over move as the connection takes them.
+        let chunks: Vec<_> = (0..rest.len())
+            .step_by(FILE_CHUNK)
+            .map(|at| Ok(rest.slice(at..(at + FILE_CHUNK).min(rest.len()))))
+            .collect();
+        Ok(Box::pin(stream::iter(chunks)))
     }
 }
 
@@ -192,6 +196,11 @@ type BoxBody = Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>;
 
 struct Buffered {
     body: Option<BoxBody>,
+    /// The body failed: every later read fails too (its bytes cannot be produced again).
+    failed: Option<String>,
+    /// Only the newest stream reads the body: an older one (an abandoned attempt) stops,
+    /// so the body's waker always belongs to the stream that matters.
+    generation: u64,
     /// Bytes from `start` to `end` (the body's read position).
     chunks: VecDeque<Bytes>,
     start: u64,
@@ -211,6 +220,8 @@ impl StreamSource {
         Self {
             shared: Arc::new(Mutex::new(Buffered {
                 body: Some(Box::pin(body)),
+                failed: None,
+                generation: 0,
                 chunks: VecDeque::new(),
                 start: 0,
                 end: 0,
@@ -275,6 +286,7 @@ impl Buffered {
                 }
                 Poll::Ready(Some(Err(error))) => {
                     self.body = None;
+                    self.failed = Some(error.to_string());
                     return Poll::Ready(Some(Err(error)));
                 }
                 Poll::Ready(Some(Ok(frame))) => {
@@ -302,7 +314,17 @@ impl Source for StreamSource {
     }
 
     fn read_from(&self, offset: u64) -> Result<SourceStream, BoxError> {
-        let start = self.lock().start;
+        let mut buffered = self.lock();
+        if let Some(failed) = &buffered.failed {
+            return Err(format!("the body failed and cannot be sent again: {failed}").into());
+        }
+        let (start, end) = (buffered.start, buffered.end);
+        if offset > end {
+            return Err(format!("cannot resume from byte {offset}: only {end} were read").into());
+        }
+        buffered.generation += 1;
+        let generation = buffered.generation;
+        drop(buffered);
         if offset < start {
             return Err(format!(
                 "cannot resume from byte {offset}: the replay buffer only holds bytes from {start} \
@@ -314,6 +336,9 @@ impl Source for StreamSource {
         let mut at = offset;
         Ok(Box::pin(stream::poll_fn(move |cx| {
             let mut buffered = lock(&shared);
+            if buffered.generation != generation {
+                return Poll::Ready(Some(Err("a newer attempt reads this body".into())));
+            }
             if at < buffered.start {
                 let start = buffered.start;
                 return Poll::Ready(Some(Err(format!(
@@ -397,7 +422,11 @@ mod tests {
         while read < 60 {
             read += first.next().await.unwrap().unwrap().len();
         }
-        drop(first);
+        // A newer attempt supersedes the old stream.
+        let newer = source.read_from(60).unwrap();
+        assert!(first.next().await.unwrap().is_err());
+        drop((first, newer));
+        assert!(source.read_from(61).is_err(), "past what was read");
         // 25 bytes are kept behind position 60: from 35 on.
         assert!(source.read_from(34).is_err());
         let rest = collect(source.read_from(40).unwrap()).await.unwrap();
