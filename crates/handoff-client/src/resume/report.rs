@@ -17,7 +17,10 @@ pub struct ResumeReport {
     pub resumes: u32,
     /// Times the request was sent again from the first byte (no location yet).
     pub restarts: u32,
-    /// Body bytes sent more than once: bytes that were in flight when a connection failed.
+    /// Body bytes handed to the connection more than once: the ones in flight when a
+    /// connection failed (hyper's buffer, the local socket's send buffer, the network),
+    /// beyond what the server holds. On loopback most of them never left the machine; the
+    /// bytes that crossed the network twice are at most this.
     pub bytes_resent: u64,
     /// Whether the response came from the response-message resource (`message/http`)
     /// rather than the original exchange.
