@@ -19,7 +19,7 @@
 //!
 //! It runs only when given `--bench` (which `cargo bench` passes).
 
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../tests/raw/mod.rs"]
 mod raw;
 
