@@ -143,14 +143,7 @@ async fn resume_time(rounds: usize) {
         let interim = cut_upload(origin.addr, &body, head_len + half, None)
             .await
             .unwrap();
-        let request = interim
-            .header("request-content-location")
-            .unwrap()
-            .to_owned();
-        let response = interim
-            .header("response-message-location")
-            .unwrap()
-            .to_owned();
+        let (request, response) = interim.locations();
         let started = Instant::now();
         complete(origin.addr, &request, &body, None).await;
         resumes.push(started.elapsed());

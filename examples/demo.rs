@@ -72,17 +72,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 async fn main() -> ExitCode {
     let args = Args::parse();
     support::logging::init("error");
-    match tokio::time::timeout(RUN_LIMIT, run(args)).await {
-        Ok(Ok(code)) => code,
-        Ok(Err(error)) => {
-            eprintln!("demo: {error}");
-            ExitCode::FAILURE
-        }
-        Err(_) => {
-            eprintln!("demo: did not finish within {RUN_LIMIT:?}");
-            ExitCode::FAILURE
-        }
-    }
+    support::cli::exit_code_within("demo", RUN_LIMIT, run(args)).await
 }
 
 /// Prints a timestamped line of the scenario.

@@ -92,17 +92,7 @@ const PLAIN_RETRY_MAX: Duration = Duration::from_secs(5);
 async fn main() -> ExitCode {
     let args = Args::parse();
     support::logging::init("error");
-    match tokio::time::timeout(RUN_LIMIT, run(args)).await {
-        Ok(Ok(code)) => code,
-        Ok(Err(error)) => {
-            eprintln!("demo_resume: {error}");
-            ExitCode::FAILURE
-        }
-        Err(_) => {
-            eprintln!("demo_resume: did not finish within {RUN_LIMIT:?}");
-            ExitCode::FAILURE
-        }
-    }
+    support::cli::exit_code_within("demo_resume", RUN_LIMIT, run(args)).await
 }
 
 /// The two clients compared.

@@ -219,19 +219,13 @@ async fn the_stored_response_is_released_once_the_body_is_read() {
 
 #[tokio::test]
 async fn a_streamed_body_resumes_from_its_replay_buffer() {
-    use handoff_client::resume::StreamSource;
     let origin = raw::origin(server_layer(), Duration::ZERO).await;
     let body = raw::body_of(400_000);
     let relay = Relay::with_cuts(origin.addr, vec![Cut::upstream(150_000)])
         .await
         .unwrap();
-    let chunks: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = body
-        .chunks(10_000)
-        .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
-        .collect();
-    let stream = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
     // The buffer holds the whole body: whatever was in flight can be sent again.
-    let source = StreamSource::new(stream, 1 << 20, Some(body.len() as u64));
+    let source = streamed(&body, 1 << 20);
     let request = Request::post(format!("http://{}/upload", relay.addr()))
         .body(Upload::new(source))
         .unwrap();
@@ -244,23 +238,27 @@ async fn a_streamed_body_resumes_from_its_replay_buffer() {
 
 #[tokio::test]
 async fn a_streamed_body_past_its_replay_buffer_fails_saying_so() {
-    use handoff_client::resume::StreamSource;
     let origin = raw::origin(server_layer(), Duration::ZERO).await;
     let body = raw::body_of(2_000_000);
     let relay = Relay::with_cuts(origin.addr, vec![Cut::upstream(1_500_000)])
         .await
         .unwrap();
-    let chunks: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = body
-        .chunks(10_000)
-        .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
-        .collect();
-    let stream = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
     // A tiny buffer, and no acknowledgements soon enough: the bytes in flight are gone.
-    let source = StreamSource::new(stream, 10_000, Some(body.len() as u64));
+    let source = streamed(&body, 10_000);
     let request = Request::post(format!("http://{}/upload", relay.addr()))
         .body(Upload::new(source))
         .unwrap();
     let error = client().oneshot(request).await.unwrap_err();
     assert!(error.is_source(), "{error}");
     assert!(error.to_string().contains("replay buffer"), "{error}");
+}
+
+/// `body` as a plain stream of 10 KB frames, behind a replay buffer of `buffer` bytes.
+fn streamed(body: &[u8], buffer: u64) -> handoff_client::resume::StreamSource {
+    let chunks: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = body
+        .chunks(10_000)
+        .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
+        .collect();
+    let stream = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+    handoff_client::resume::StreamSource::new(stream, buffer, Some(body.len() as u64))
 }

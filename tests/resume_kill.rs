@@ -37,14 +37,7 @@ async fn a_killed_disk_store_origin_resumes_after_restart() {
         .await
         .unwrap();
     let interim = read_interim(&mut stream).await;
-    let request = interim
-        .header("request-content-location")
-        .unwrap()
-        .to_owned();
-    let response = interim
-        .header("response-message-location")
-        .unwrap()
-        .to_owned();
+    let (request, response) = interim.locations();
     stream.write_all(&body[..sent]).await.unwrap();
     stream.flush().await.unwrap();
     // Until the origin holds most of it, then no shutdown of any kind.
@@ -99,14 +92,7 @@ async fn partial_upload(
     let interim = read_interim(&mut stream).await;
     stream.write_all(&body[..sent]).await.unwrap();
     stream.flush().await.unwrap();
-    let request = interim
-        .header("request-content-location")
-        .unwrap()
-        .to_owned();
-    let response = interim
-        .header("response-message-location")
-        .unwrap()
-        .to_owned();
+    let (request, response) = interim.locations();
     for _ in 0..200 {
         let held = head(addr, &request, None).await;
         if held.header("content-length") == Some(sent.to_string().as_str()) {

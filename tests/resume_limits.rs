@@ -81,14 +81,7 @@ async fn a_patch_takes_over_a_stalled_original_request() {
         .await
         .unwrap();
     let interim = read_interim(&mut stream).await;
-    let request = interim
-        .header("request-content-location")
-        .unwrap()
-        .to_owned();
-    let response = interim
-        .header("response-message-location")
-        .unwrap()
-        .to_owned();
+    let (request, response) = interim.locations();
     stream.write_all(&body[..30_000]).await.unwrap();
     stream.flush().await.unwrap();
     // The original connection stays open but sends nothing for longer than the takeover.
@@ -198,14 +191,7 @@ async fn the_completing_patch_answers_202_when_the_handler_is_slow_and_waits_are
     let interim = cut_upload(origin.addr, &body, head_len + 10, None)
         .await
         .unwrap();
-    let request = interim
-        .header("request-content-location")
-        .unwrap()
-        .to_owned();
-    let response = interim
-        .header("response-message-location")
-        .unwrap()
-        .to_owned();
+    let (request, response) = interim.locations();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let patch = patch_request(
         origin.addr,
@@ -240,10 +226,7 @@ async fn a_disk_store_serves_the_request_content_with_ranges() {
     let interim = cut_upload(origin.addr, &body, head_len + 5000, None)
         .await
         .unwrap();
-    let request = interim
-        .header("request-content-location")
-        .unwrap()
-        .to_owned();
+    let (request, _) = interim.locations();
     let mut held = 0;
     for _ in 0..100 {
         held = head(origin.addr, &request, None)

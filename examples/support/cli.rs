@@ -1,5 +1,6 @@
 //! Command-line helpers shared by the examples.
 
+use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,4 +18,20 @@ pub(crate) fn exit_code(program: &str, result: Result<ExitCode, BoxError>) -> Ex
         eprintln!("{program}: {error}");
         ExitCode::FAILURE
     })
+}
+
+/// Runs `run` for at most `limit`: its exit code, or a failure printed as `program: ...`
+/// when it fails or takes too long (a demo must always end).
+pub(crate) async fn exit_code_within(
+    program: &str,
+    limit: Duration,
+    run: impl Future<Output = Result<ExitCode, BoxError>>,
+) -> ExitCode {
+    match tokio::time::timeout(limit, run).await {
+        Ok(result) => exit_code(program, result),
+        Err(_) => {
+            eprintln!("{program}: did not finish within {limit:?}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -194,6 +194,19 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
+    /// The request-content and response-message locations this reply published.
+    pub(crate) fn locations(&self) -> (String, String) {
+        let location = |name| {
+            self.header(name)
+                .unwrap_or_else(|| panic!("no {name} in {self:?}"))
+                .to_owned()
+        };
+        (
+            location("request-content-location"),
+            location("response-message-location"),
+        )
+    }
+
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
