@@ -90,19 +90,20 @@ where
         let polled = match polled {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => {
-                state.finished = true;
+                Self::finish(&mut state);
                 return Poll::Ready(None);
             }
             Poll::Ready(Some(Err(err))) => {
-                state.finished = true;
+                Self::finish(&mut state);
                 return Poll::Ready(Some(Err(err.into())));
             }
             Poll::Ready(Some(Ok(frame))) => frame,
         };
-        if let Some(data) = polled.data_ref() {
+        if ended {
+            Self::finish(&mut state);
+        } else if let Some(data) = polled.data_ref() {
             self.keep(&mut state, data);
         }
-        state.finished |= ended;
         Poll::Ready(Some(Ok(polled)))
     }
 
@@ -128,6 +129,13 @@ where
         state.consumed.push_back(data.clone());
     }
 
+    /// The body ended or failed: it will never be handed off (part A, server 5), so the
+    /// record and its share of the budget are released now, not when the handler returns.
+    fn finish(state: &mut RecorderState<B>) {
+        state.finished = true;
+        Self::forget(state);
+    }
+
     fn forget(state: &mut RecorderState<B>) {
         if state.consumed_len > 0 {
             state.consumed = VecDeque::new();
@@ -142,7 +150,9 @@ where
     pub(super) fn take_for_handoff(&self) -> Option<Handoff<B>> {
         let mut state = self.lock();
         let complete = state.finished || state.body.as_ref().is_none_or(|b| b.is_end_stream());
-        if complete || !self.control.is_replayable() {
+        // Under the lock, so no read can slip in; atomic with the handler's `claim`, so a
+        // handler that claimed first keeps its request, and one that claims after is told.
+        if complete || !self.control.hand_off() {
             return None;
         }
         let rest = state.body.take()?;

@@ -127,7 +127,7 @@ mod tests {
     use tower::{service_fn, BoxError, Layer, Service as _, ServiceBuilder, ServiceExt};
 
     use super::*;
-    use crate::replay::ReplayControl;
+    use crate::replay::{HandedOff, ReplayControl};
 
     type Upload = Sender<Bytes, BoxError>;
 
@@ -433,6 +433,164 @@ mod tests {
             0,
             "sent echo frames give their budget back"
         );
+    }
+
+    type Req = Request<RecordedBody<Channel<Bytes, BoxError>>>;
+    type Waiter = Arc<tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>;
+
+    fn waiter() -> (tokio::sync::oneshot::Sender<()>, Waiter) {
+        let (go, wait) = tokio::sync::oneshot::channel();
+        (go, Arc::new(tokio::sync::Mutex::new(Some(wait))))
+    }
+
+    async fn wait_for(waiter: &Waiter) {
+        if let Some(wait) = waiter.lock().await.take() {
+            let _ = wait.await;
+        }
+    }
+
+    fn body_of<B>(request: Request<B>) -> BoxFuture<Bytes>
+    where
+        B: http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    {
+        Box::pin(async move {
+            match request.into_body().collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => Bytes::new(),
+            }
+        })
+    }
+
+    /// Reads the whole body, then goes on working until `waiter` fires.
+    async fn read_then_work(
+        waiter: Waiter,
+        request: Req,
+    ) -> Result<Response<Full<Bytes>>, BoxError> {
+        let body = body_of(request).await;
+        wait_for(&waiter).await;
+        Ok(Response::new(Full::new(body)))
+    }
+
+    /// Claims, awaits `waiter` (the shutdown comes then), performs the effect.
+    async fn claim_then_effect(
+        waiter: Waiter,
+        effects: Arc<AtomicUsize>,
+        request: Req,
+    ) -> Result<Response<Full<Bytes>>, BoxError> {
+        let control = request.extensions().get::<ReplayControl>().unwrap().clone();
+        control.claim().expect("not handed off yet");
+        wait_for(&waiter).await;
+        effects.fetch_add(1, Ordering::SeqCst);
+        Ok(Response::new(Full::new(body_of(request).await)))
+    }
+
+    /// Spawns work that claims once `waiter` fires and reports the outcome.
+    async fn spawn_claiming_work(
+        waiter: Waiter,
+        outcome: Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Result<(), HandedOff>>>>>,
+        request: Req,
+    ) -> Result<Response<Full<Bytes>>, BoxError> {
+        let control = request.extensions().get::<ReplayControl>().unwrap().clone();
+        tokio::spawn(async move {
+            wait_for(&waiter).await;
+            let claimed = control.claim();
+            if let Some(tx) = outcome.lock().unwrap().take() {
+                let _ = tx.send(claimed);
+            }
+        });
+        Ok(Response::new(Full::new(body_of(request).await)))
+    }
+
+    #[tokio::test]
+    async fn a_finished_body_gives_its_budget_back_at_once() {
+        // A handler still running after its body ended kept the echo record, and its share
+        // of the budget, so the next request could not be replayed.
+        let shutdown = Shutdown::new();
+        let layer = PartialPostReplayLayer::new(shutdown.clone()).max_total_echo_bytes(8);
+        let (release, waiter) = waiter();
+        let service = layer.layer(service_fn(move |request| {
+            read_then_work(waiter.clone(), request)
+        }));
+        let (mut first_upload, request) = upload("/first");
+        let first = tokio::spawn(service.clone().oneshot(request));
+        first_upload
+            .send_data(Bytes::from_static(b"12345"))
+            .await
+            .unwrap();
+        drop(first_upload);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(layer.budget.used(), 0, "the finished body holds nothing");
+
+        let (mut second_upload, request) = upload("/second");
+        let second = tokio::spawn(service.oneshot(request));
+        second_upload
+            .send_data(Bytes::from_static(b"abcde"))
+            .await
+            .unwrap();
+        tokio::task::yield_now().await;
+        assert_eq!(layer.budget.used(), 5, "the second request fits");
+        shutdown.trigger();
+        let second = second.await.unwrap().unwrap();
+        assert_eq!(second.status().as_u16(), 379, "and can be handed back");
+        drop(second_upload);
+        release.send(()).unwrap();
+        let first = first.await.unwrap().unwrap();
+        assert_eq!(first.status(), StatusCode::OK, "the first one drains");
+    }
+
+    #[tokio::test]
+    async fn a_claim_before_the_effect_keeps_the_request_across_awaits() {
+        let shutdown = Shutdown::new();
+        let effects = Arc::new(AtomicUsize::new(0));
+        let (go, waiter) = waiter();
+        let handler = {
+            let effects = effects.clone();
+            service_fn(move |request| claim_then_effect(waiter.clone(), effects.clone(), request))
+        };
+        let service = PartialPostReplay::new(handler, shutdown.clone());
+        let (mut sender, request) = upload("/charge");
+        let response = tokio::spawn(service.oneshot(request));
+        sender.send_data(Bytes::from_static(b"pay")).await.unwrap();
+        tokio::task::yield_now().await;
+        shutdown.trigger();
+        tokio::task::yield_now().await;
+        go.send(()).unwrap();
+        drop(sender);
+        let response = response.await.unwrap().unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "claimed: drained, never a 379"
+        );
+        assert_eq!(effects.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn spawned_work_that_claims_after_the_handoff_is_refused() {
+        let shutdown = Shutdown::new();
+        let (go, waiter) = waiter();
+        let (tx, claimed) = tokio::sync::oneshot::channel();
+        let outcome = Arc::new(std::sync::Mutex::new(Some(tx)));
+        let handler = service_fn(move |request| {
+            spawn_claiming_work(waiter.clone(), outcome.clone(), request)
+        });
+        let service = PartialPostReplay::new(handler, shutdown.clone());
+        let (mut sender, request) = upload("/charge");
+        let response = tokio::spawn(service.oneshot(request));
+        sender.send_data(Bytes::from_static(b"pay")).await.unwrap();
+        tokio::task::yield_now().await;
+        shutdown.trigger();
+        let response = response.await.unwrap().unwrap();
+        assert_eq!(response.status().as_u16(), 379);
+        go.send(()).unwrap();
+        assert_eq!(
+            claimed.await.unwrap(),
+            Err(HandedOff),
+            "the effect must not run here"
+        );
+        drop(sender);
     }
 
     #[tokio::test]
