@@ -437,6 +437,8 @@ mod tests {
 
     type Req = Request<RecordedBody<Channel<Bytes, BoxError>>>;
     type Waiter = Arc<tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>;
+    type Outcome =
+        Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Result<(), HandedOff>>>>>;
 
     fn waiter() -> (tokio::sync::oneshot::Sender<()>, Waiter) {
         let (go, wait) = tokio::sync::oneshot::channel();
@@ -487,7 +489,7 @@ mod tests {
     /// Spawns work that claims once `waiter` fires and reports the outcome.
     async fn spawn_claiming_work(
         waiter: Waiter,
-        outcome: Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Result<(), HandedOff>>>>>,
+        outcome: Outcome,
         request: Req,
     ) -> Result<Response<Full<Bytes>>, BoxError> {
         let control = request.extensions().get::<ReplayControl>().unwrap().clone();
