@@ -48,9 +48,7 @@ fn server_layer() -> ResumableLayer {
 }
 
 /// Uploads `body` through a relay that applies `cuts` to its first connections; returns
-/// the answer, the report and how many handlers ran the operation to its end (a handler
-/// whose body was cut before the client learnt the locations is entered, waits, and is
-/// abandoned at the server's idle timeout: it never completes).
+/// the answer, the report and how many handlers ran the operation to its end.
 async fn upload_through(cuts: Vec<Cut>, body: &[u8]) -> (String, ResumeReport, usize) {
     let origin = raw::origin(server_layer(), Duration::ZERO).await;
     let relay = Relay::with_cuts(origin.addr, cuts).await.unwrap();
@@ -66,6 +64,13 @@ async fn upload_through(cuts: Vec<Cut>, body: &[u8]) -> (String, ResumeReport, u
     let report = *response.extensions().get::<ResumeReport>().unwrap();
     let answer = response.into_body().collect().await.unwrap().to_bytes();
     let runs = origin.completed.load(Ordering::SeqCst);
+    // The handler starts with the first body byte, which the client sends only after the
+    // 100 with the locations: a cut before it leaves no handler behind either.
+    assert_eq!(
+        origin.runs.load(Ordering::SeqCst),
+        1,
+        "handlers entered: {report:?}"
+    );
     (String::from_utf8(answer.to_vec()).unwrap(), report, runs)
 }
 

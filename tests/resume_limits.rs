@@ -28,16 +28,18 @@ async fn a_handler_that_answers_early_stops_the_upload_and_frees_its_bytes() {
     let origin = origin(layer, Duration::ZERO).await;
     let body = body_of(2 << 20);
     let mut stream = tokio::net::TcpStream::connect(origin.addr).await.unwrap();
-    stream
-        .write_all(&upload_head_to(
-            "/reject",
-            origin.addr,
-            body.len(),
-            None,
-            "resume",
-        ))
-        .await
-        .unwrap();
+    // A keep-alive request: the early answer itself must close the connection.
+    let head = String::from_utf8(upload_head_to(
+        "/reject",
+        origin.addr,
+        body.len(),
+        None,
+        "resume",
+    ))
+    .unwrap()
+    .replace("Connection: close\r\n", "");
+    stream.write_all(head.as_bytes()).await.unwrap();
+
     let interim = read_interim(&mut stream).await;
     let response = interim
         .header("response-message-location")
@@ -129,6 +131,9 @@ async fn a_full_memory_store_answers_429_after_its_wait() {
     assert_eq!(reply.status, 429, "{reply:?}");
     assert_eq!(reply.header("retry-after"), Some("1"));
     assert!(String::from_utf8_lossy(&reply.body).contains("maximum of 20000 bytes"));
+    // The operation ended with the refusal: a retry is a new one, the old one is gone.
+    let (request_location, _) = reply.locations();
+    assert_eq!(head(origin.addr, &request_location, None).await.status, 404);
 }
 
 #[tokio::test]

@@ -105,9 +105,9 @@ impl Body for UploadBody {
                 if let Some(remaining) = &mut self.remaining {
                     if len > *remaining {
                         self.data = None;
-                        return Poll::Ready(Some(
-                            Err("the upload is longer than announced".into()),
-                        ));
+                        return Poll::Ready(Some(Err(failed(
+                            "the upload is longer than announced".into(),
+                        ))));
                     }
                     *remaining -= len;
                 }

@@ -270,7 +270,10 @@ where
                     "a body of unknown length cannot be completed".into(),
                 ));
             };
-            if self.patch(&target, held, len).await? {
+            // A server that holds every byte but still says incomplete (it never learnt the
+            // length) gets the last byte again, with the complete length.
+            let from = held.min(len.saturating_sub(1));
+            if self.patch(&target, from, len).await? {
                 return Ok(());
             }
         }
@@ -425,10 +428,15 @@ where
             if status == StatusCode::ACCEPTED {
                 // Still running: ask again after `Retry-After` (at least the backoff's
                 // minimum, at most 30 s).
-                let pause = retry_after(&response)
-                    .unwrap_or(Duration::from_millis(200))
-                    .clamp(self.config.backoff_min, Duration::from_secs(30));
-                tokio::time::sleep(pause).await;
+                // Without one, back off: a server that ignores `Prefer: wait` is not polled
+                // in a tight loop.
+                match retry_after(&response) {
+                    Some(pause) => {
+                        let pause = pause.clamp(self.config.backoff_min, Duration::from_secs(30));
+                        tokio::time::sleep(pause).await;
+                    }
+                    None => self.backoff.next_backoff().await,
+                }
                 continue;
             }
             if is_retryable(status) {

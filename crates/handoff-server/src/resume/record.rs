@@ -153,8 +153,8 @@ fn failure(reason: &str) -> RecordedResponse {
 
 /// Stores the response, then frees whatever body bytes the handler left unread. A memory
 /// store short of room is retried for a while (handlers free room as they finish); a
-/// released operation needs no record. If nothing can be recorded, the operation stays
-/// without one: its original exchange answers `500`, and the sweep removes it.
+/// released operation needs no record. If nothing can be recorded, the operation is
+/// removed (never left to be run again): its original exchange answers `500`.
 async fn record(core: &Core, id: ResourceId, recorded: RecordedResponse) {
     let mut pause = Duration::from_millis(5);
     let deadline = super::writer::deadline_after(core.limits.completion_wait);
@@ -173,7 +173,10 @@ async fn record(core: &Core, id: ResourceId, recorded: RecordedResponse) {
                 recorded = failure("the response could not be recorded");
             }
             Err(error) => {
-                tracing::error!(%id, %error, "could not record even a failure");
+                // Left without a record, the operation would be adopted (run again) by the
+                // next request that names it: forget it instead.
+                tracing::error!(%id, %error, "could not record even a failure; forgetting the operation");
+                core.store.remove(id).await.ok();
                 return;
             }
         }

@@ -20,6 +20,9 @@ use super::ResourceId;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Runs {
     inner: Arc<Mutex<HashMap<ResourceId, Run>>>,
+    /// Writer tokens, never reused: an entry may be forgotten while a taken-over writer
+    /// still lives, and that writer must never match a later one.
+    tokens: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -28,7 +31,6 @@ struct Run {
     handler: Option<tokio::task::AbortHandle>,
     /// The current writer: its token and when it last appended.
     writer: Option<(u64, Instant)>,
-    next_token: u64,
 }
 
 /// Another writer holds the body and is making progress.
@@ -107,8 +109,10 @@ impl Runs {
             }
             tracing::debug!(%id, "a stalled writer is replaced");
         }
-        run.next_token += 1;
-        let token = run.next_token;
+        let token = self
+            .tokens
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         run.writer = Some((token, Instant::now()));
         Ok(WriterLease {
             runs: self.clone(),

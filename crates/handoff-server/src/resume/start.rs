@@ -90,7 +90,6 @@ where
         .runs
         .acquire_writer(id, core.limits.writer_takeover)
         .expect("a new resource has no writer");
-    launch(id, parts, complete_length);
     // With ignore-incomplete, an exchange that ends before its body does ends the operation,
     // however it ends (docs/PROTOCOL.md part B.1).
     let mut give_up = GiveUpOnDrop {
@@ -102,10 +101,29 @@ where
     if let (Some(hook), true) = (&hook, asked.acknowledge) {
         writer = writer.with_acks(hook.acks());
     }
+    let mut body = pin!(body);
+    // The handler starts with the first body frame: that frame comes after the client got
+    // the `100 Continue` with the locations (it waits for it), so a client cut before then,
+    // which starts over, leaves no handler behind.
+    let first = body.frame().await;
+    if !matches!(first, Some(Err(_))) {
+        launch(id, parts, complete_length);
+    }
     // The handler may answer before it read the whole body: then stop reading it.
-    let outcome = match select(pin!(pump(&mut writer, body)), pin!(recorded(&core, id))).await {
-        Either::Left((pumped, _)) => Outcome::Pumped(pumped),
-        Either::Right((answered, _)) => Outcome::AnsweredEarly(answered),
+    let outcome = {
+        let pumping = pin!(pump(&mut writer, first, body));
+        match select(pumping, pin!(recorded(&core, id))).await {
+            Either::Left((pumped, _)) => Outcome::Pumped(pumped),
+            Either::Right((answered, _)) => Outcome::AnsweredEarly(answered),
+        }
+    };
+    // A handler that read its whole body can answer before the pump saw the body's end:
+    // that is a complete upload, not an early answer.
+    let answered = matches!(outcome, Outcome::AnsweredEarly(Ok(_)));
+    let complete = answered && core.store.get(id).await.is_ok_and(|r| r.is_complete());
+    let outcome = match outcome {
+        Outcome::AnsweredEarly(Ok(_)) if complete => Outcome::Pumped(Ok(())),
+        outcome => outcome,
     };
     drop(writer);
     drop(hook);
@@ -176,18 +194,26 @@ impl Drop for GiveUpOnDrop {
     fn drop(&mut self) {
         if let Some(core) = self.core.take() {
             let id = self.id;
-            tokio::spawn(async move {
-                core.store.abandon(id).await.ok();
-            });
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    core.store.abandon(id).await.ok();
+                });
+            }
         }
     }
 }
 
-/// Whether a writer's failure means the body can never complete.
+/// Whether a writer's failure ends the operation: a body that can never complete, or a
+/// store that stayed full (the client is told `429`, and a retry is a new operation, so
+/// the old one must not go on behind it).
 fn is_fatal(error: &WriteError) -> bool {
     matches!(
         error,
-        WriteError::Store(StoreError::TooLarge { .. } | StoreError::LengthMismatch { .. })
+        WriteError::Store(
+            StoreError::TooLarge { .. }
+                | StoreError::LengthMismatch { .. }
+                | StoreError::Full { .. }
+        )
     )
 }
 
@@ -209,6 +235,12 @@ async fn recorded(core: &Core, id: ResourceId) -> Result<RecordedResponse, Respo
                     )),
                     Err(error) => Err(store_error(error)),
                 };
+            }
+            Err(StoreError::NotFound) => {
+                return Err(refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the operation ended without a response",
+                ))
             }
             Err(error) => return Err(store_error(error)),
         }
@@ -234,21 +266,27 @@ enum Pumped {
     Refused(WriteError),
 }
 
-/// Moves the original request's body into the store.
-async fn pump<B>(writer: &mut Writer, body: B) -> Result<(), Pumped>
+/// Moves the original request's body into the store, `first` being its first frame, already
+/// read.
+async fn pump<B>(
+    writer: &mut Writer,
+    first: Option<Result<http_body::Frame<Bytes>, B::Error>>,
+    mut body: std::pin::Pin<&mut B>,
+) -> Result<(), Pumped>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let mut body = std::pin::pin!(body);
     let mut offset = 0u64;
-    while let Some(frame) = body.frame().await {
+    let mut next = first;
+    while let Some(frame) = next {
         let frame = frame.map_err(|error| Pumped::Cut(error.into()))?;
         if let Ok(data) = frame.into_data() {
             let len = data.len() as u64;
             writer.put(offset, data).await.map_err(Pumped::Refused)?;
             offset += len;
         }
+        next = body.frame().await;
     }
     writer.finish(writer.held()).await.map_err(Pumped::Refused)
 }
