@@ -411,17 +411,13 @@ impl Store for DiskStore {
     fn changed(&self, id: ResourceId, seen: u64) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let slot = self.slot(id)?;
-            let mut receiver = slot
+            let receiver = slot
                 .lock()
                 .await
                 .as_ref()
                 .ok_or(StoreError::NotFound)?
                 .subscribe();
-            let version = receiver
-                .wait_for(|version| *version > seen)
-                .await
-                .map_err(|_| StoreError::NotFound)?;
-            Ok(*version)
+            super::newer_than(receiver, seen).await
         })
     }
 

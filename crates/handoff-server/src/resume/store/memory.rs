@@ -376,14 +376,7 @@ impl Store for MemoryStore {
 
     fn changed(&self, id: ResourceId, seen: u64) -> StoreFuture<'_, u64> {
         let receiver = self.with_entry(id, |entry, _, _| Ok(entry.version.subscribe()));
-        Box::pin(async move {
-            let mut receiver = receiver?;
-            let version = receiver
-                .wait_for(|version| *version > seen)
-                .await
-                .map_err(|_| StoreError::NotFound)?;
-            Ok(*version)
-        })
+        Box::pin(async move { super::newer_than(receiver?, seen).await })
     }
 
     fn list(&self) -> StoreFuture<'_, Vec<ResourceId>> {

@@ -242,6 +242,20 @@ impl From<std::io::Error> for StoreError {
     }
 }
 
+/// Waits until `versions` (a resource's version channel) passes `seen`: the in-process
+/// half of [`Store::changed`] for stores that keep a `watch` per resource. A closed
+/// channel (the resource was removed) is [`StoreError::NotFound`].
+pub(crate) async fn newer_than(
+    mut versions: tokio::sync::watch::Receiver<u64>,
+    seen: u64,
+) -> Result<u64, StoreError> {
+    let version = versions
+        .wait_for(|version| *version > seen)
+        .await
+        .map_err(|_| StoreError::NotFound)?;
+    Ok(*version)
+}
+
 /// Where resumable operations live between connections. See the [module docs](self).
 ///
 /// Every method names the resource by id and fails with [`StoreError::NotFound`] when it
