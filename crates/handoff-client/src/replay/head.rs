@@ -2,7 +2,6 @@
 //! headers, which the origin could forge (part A, intermediary 2 and 6).
 
 use handoff_proto::ppr;
-use http::header::HOST;
 use http::request::Parts;
 use http::uri::Authority;
 use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
@@ -31,10 +30,12 @@ impl Head {
     /// The head of replay number `count` (1-based), to be sent away from `backend`, the one
     /// that answered the last `379`.
     ///
-    /// Only that backend is added to the caller's own [`AvoidBackends`] (if any), not the
-    /// ones that handed the request back earlier: in a rolling restart those may be up
-    /// again at the same address, which the balancer's health state knows better.
-    /// `max_replays` bounds the loops.
+    /// The head is the one the first attempt went with, `Host` included (vhost routing and
+    /// request signatures depend on it; the layer does not change the URI), plus the replay
+    /// count (part A, intermediary 5). Only the last backend is added to the caller's own
+    /// [`AvoidBackends`] (if any), not the ones that handed the request back earlier: in a
+    /// rolling restart of two origins those are up again at the same address, and avoiding
+    /// them would leave no backend. `max_replays` bounds the loops.
     pub(super) fn replay<T>(&self, count: u32, backend: Authority, body: T) -> Request<T> {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
@@ -42,9 +43,6 @@ impl Head {
         *req.version_mut() = self.version;
         let headers = req.headers_mut();
         *headers = self.headers.clone();
-        // hyper-util's client sets `Host` from the URI only when it is absent.
-        headers.remove(HOST);
-        // Part A, intermediary 5: the replay count.
         headers.insert(ppr::REPLAY_COUNT, ppr::replay_count_value(count));
         let extensions = req.extensions_mut();
         *extensions = self.extensions.clone();
@@ -58,9 +56,10 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HOST;
 
     #[test]
-    fn replay_keeps_the_head_but_host_and_marks_the_count() {
+    fn replay_keeps_the_head_host_included_and_marks_the_count() {
         let mut req = Request::post("http://svc.internal/upload?x=1")
             .version(Version::HTTP_11)
             .header(HOST, "svc.internal")
@@ -76,7 +75,7 @@ mod tests {
         let replay = head.replay(2, Authority::from_static("a:1"), ());
         assert_eq!(replay.method(), Method::POST);
         assert_eq!(replay.uri(), "http://svc.internal/upload?x=1");
-        assert!(replay.headers().get(HOST).is_none());
+        assert_eq!(replay.headers()[HOST], "svc.internal");
         assert_eq!(replay.headers()["content-length"], "10");
         assert_eq!(replay.headers()[ppr::REPLAY_COUNT], "2");
         assert_eq!(replay.extensions().get::<u8>(), Some(&42));

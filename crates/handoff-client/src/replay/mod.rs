@@ -9,9 +9,9 @@
 //! 1. Each request body is forwarded as it arrives, counted and hashed (SHA-256); the layer
 //!    keeps no copy of it. [`ReplayStats::max_held_bytes`] stays at one frame per request.
 //! 2. On a `379` the layer stops forwarding to that origin and rebuilds the request from its
-//!    own copy of the head (never from the `Echo-` headers), without `Host`, with
-//!    `Partial-Post-Replay: k` and with the origin added to the [`AvoidBackends`] request
-//!    extension. Its body is the echo, then the rest of the client's body.
+//!    own copy of the head (never from the `Echo-` headers; `Host` kept as the first attempt
+//!    had it), with `Partial-Post-Replay: k` (a client's own one is never forwarded) and with
+//!    the origin added to the [`AvoidBackends`] request extension. Its body is the echo, then the rest of the client's body.
 //! 3. The echo is checked against the count and the digest of what was forwarded *before*
 //!    the frame that completes it is sent on, so a new origin never receives a complete
 //!    request made of altered bytes. Once complete, the old exchange is dropped.

@@ -89,7 +89,10 @@ where
         // The ready service serves the first attempt; replays use clones of it.
         let clone = self.inner.clone();
         let mut inner = mem::replace(&mut self.inner, clone);
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // The replay count is the proxy's to set (part A, intermediary 5): a client's own
+        // `Partial-Post-Replay` would tell the origin this is a replay when it is not.
+        parts.headers.remove(handoff_proto::ppr::REPLAY_COUNT);
         // Part A, intermediary 1: the body is shared, counted and hashed, never copied.
         let source = Source::new(body, self.config.stats.clone(), self.config.echo_timeout);
         let exchange = Exchange::new(&parts, source.clone(), &self.config);
