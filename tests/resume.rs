@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use handoff_server::resume::{Limits, ResumableLayer};
 use raw::*;
+use tokio::io::AsyncWriteExt;
 
 fn layer() -> ResumableLayer {
     ResumableLayer::new().limits(Limits {
@@ -95,13 +96,7 @@ async fn cuts_at_many_offsets_complete_with_head_and_patch() {
 async fn a_lost_response_is_fetched_from_the_response_message_resource() {
     let origin = origin(layer(), Duration::from_millis(300)).await;
     let body = body_of(50_000);
-    let mut stream = tokio::net::TcpStream::connect(origin.addr).await.unwrap();
-    use tokio::io::AsyncWriteExt;
-    stream
-        .write_all(&upload_head(origin.addr, body.len(), None, "resume"))
-        .await
-        .unwrap();
-    let interim = read_interim(&mut stream).await;
+    let (mut stream, interim) = open_upload(origin.addr, body.len(), None, "resume").await;
     stream.write_all(&body).await.unwrap();
     stream.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -127,18 +122,8 @@ async fn acknowledge_reports_durable_bytes_while_the_upload_runs() {
     });
     let origin = origin(layer, Duration::ZERO).await;
     let body = body_of(100_000);
-    let mut stream = tokio::net::TcpStream::connect(origin.addr).await.unwrap();
-    use tokio::io::AsyncWriteExt;
-    stream
-        .write_all(&upload_head(
-            origin.addr,
-            body.len(),
-            None,
-            "resume, acknowledge",
-        ))
-        .await
-        .unwrap();
-    let first = read_interim(&mut stream).await;
+    let (mut stream, first) =
+        open_upload(origin.addr, body.len(), None, "resume, acknowledge").await;
     assert_eq!(
         first.header("preference-applied"),
         Some("resume, acknowledge")

@@ -299,10 +299,8 @@ async fn ignore_incomplete_publishes_only_the_response() {
     let origin = origin(ResumableLayer::new().limits(limits()), Duration::ZERO).await;
     let addr = origin.addr;
     let body = body_of(1000);
-    let head = upload_head(addr, body.len(), None, "resume=ignore-incomplete");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(&head).await.unwrap();
-    let interim = read_interim(&mut stream).await;
+    let (mut stream, interim) =
+        open_upload(addr, body.len(), None, "resume=ignore-incomplete").await;
     assert!(interim.header("request-content-location").is_none());
     assert_eq!(
         interim.header("preference-applied"),

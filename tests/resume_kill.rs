@@ -31,12 +31,7 @@ async fn a_killed_disk_store_origin_resumes_after_restart() {
     let body = body_of(3 << 20);
     let sent = 1 << 20;
 
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(&upload_head(addr, body.len(), None, "resume"))
-        .await
-        .unwrap();
-    let interim = read_interim(&mut stream).await;
+    let (mut stream, interim) = open_upload(addr, body.len(), None, "resume").await;
     let (request, response) = interim.locations();
     stream.write_all(&body[..sent]).await.unwrap();
     stream.flush().await.unwrap();
@@ -84,12 +79,7 @@ async fn partial_upload(
     body: &[u8],
     sent: usize,
 ) -> (String, String, tokio::net::TcpStream) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(&upload_head(addr, body.len(), None, "resume"))
-        .await
-        .unwrap();
-    let interim = read_interim(&mut stream).await;
+    let (mut stream, interim) = open_upload(addr, body.len(), None, "resume").await;
     stream.write_all(&body[..sent]).await.unwrap();
     stream.flush().await.unwrap();
     let (request, response) = interim.locations();

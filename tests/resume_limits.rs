@@ -77,12 +77,7 @@ async fn a_patch_takes_over_a_stalled_original_request() {
     let origin = origin(ResumableLayer::new().limits(limits()), Duration::ZERO).await;
     let body = body_of(100_000);
     let addr = origin.addr;
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(&upload_head(addr, body.len(), None, "resume"))
-        .await
-        .unwrap();
-    let interim = read_interim(&mut stream).await;
+    let (mut stream, interim) = open_upload(addr, body.len(), None, "resume").await;
     let (request, response) = interim.locations();
     stream.write_all(&body[..30_000]).await.unwrap();
     stream.flush().await.unwrap();

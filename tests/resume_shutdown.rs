@@ -29,12 +29,7 @@ async fn an_unfinished_resumable_upload_is_handed_back_with_379() {
     let shutdown = handoff_server::Shutdown::new();
     let origin = origin_with(both(shutdown.clone()), Duration::ZERO).await;
     let body = body_of(10_000);
-    let mut stream = tokio::net::TcpStream::connect(origin.addr).await.unwrap();
-    stream
-        .write_all(&upload_head(origin.addr, body.len(), None, "resume"))
-        .await
-        .unwrap();
-    let interim = read_interim(&mut stream).await;
+    let (mut stream, interim) = open_upload(origin.addr, body.len(), None, "resume").await;
     assert!(interim.header("request-content-location").is_some());
     stream.write_all(&body[..4000]).await.unwrap();
     stream.flush().await.unwrap();
@@ -75,12 +70,7 @@ async fn a_complete_resumable_upload_drains_through_shutdown() {
     let shutdown = handoff_server::Shutdown::new();
     let origin = origin_with(both(shutdown.clone()), Duration::from_millis(300)).await;
     let body = body_of(10_000);
-    let mut stream = tokio::net::TcpStream::connect(origin.addr).await.unwrap();
-    stream
-        .write_all(&upload_head(origin.addr, body.len(), None, "resume"))
-        .await
-        .unwrap();
-    let _interim = read_interim(&mut stream).await;
+    let (mut stream, _interim) = open_upload(origin.addr, body.len(), None, "resume").await;
     stream.write_all(&body).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     shutdown.trigger();

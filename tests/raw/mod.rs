@@ -371,6 +371,23 @@ pub(crate) fn upload_head_to(
     .into_bytes()
 }
 
+/// Opens a resumable upload of `len` bytes to `/upload` and reads its `100 Continue`; the
+/// body is the caller's to send.
+pub(crate) async fn open_upload(
+    addr: SocketAddr,
+    len: usize,
+    auth: Option<&str>,
+    prefer: &str,
+) -> (TcpStream, Reply) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&upload_head(addr, len, auth, prefer))
+        .await
+        .unwrap();
+    let interim = read_interim(&mut stream).await;
+    (stream, interim)
+}
+
 /// Starts an upload of `body` and cuts the connection once `cut` bytes of the request
 /// (head + body) were written. Returns the interim `100` response if the server sent one
 /// (only once the whole head was written).
