@@ -46,9 +46,10 @@ struct Args {
     /// Seconds in-flight requests may drain after SIGTERM before their connections close.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     drain_timeout: Duration,
-    /// Bound on the consumed body bytes kept per request for the echo.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
-    max_echo_bytes: usize,
+    /// Bound on the consumed body bytes kept per request for the echo (on disk past the
+    /// first 128 KiB).
+    #[arg(long, value_name = "BYTES", default_value_t = handoff_server::replay::DEFAULT_MAX_ECHO_BYTES)]
+    max_echo_bytes: u64,
     /// Keep resumable uploads in this directory (they survive a restart, even kill -9)
     /// instead of memory.
     #[arg(long, value_name = "DIR")]

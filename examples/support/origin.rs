@@ -54,7 +54,7 @@ pub(crate) struct OriginConfig {
     /// connections.
     pub(crate) drain_timeout: Duration,
     /// Bound on the consumed bytes kept per request for the echo.
-    pub(crate) max_echo_bytes: usize,
+    pub(crate) max_echo_bytes: u64,
     /// The resumable-request layer (docs/PROTOCOL.md part B), or `None` for none.
     pub(crate) resume: Option<ResumeConfig>,
 }
@@ -97,7 +97,7 @@ impl OriginConfig {
             name: name.into(),
             replay: true,
             drain_timeout: Duration::from_secs(30),
-            max_echo_bytes: 64 * 1024 * 1024,
+            max_echo_bytes: handoff_server::replay::DEFAULT_MAX_ECHO_BYTES,
             resume: Some(ResumeConfig::default()),
         }
     }
@@ -121,7 +121,7 @@ impl OriginConfig {
     }
 
     /// Sets [`Self::max_echo_bytes`].
-    pub(crate) fn max_echo_bytes(mut self, max_echo_bytes: usize) -> Self {
+    pub(crate) fn max_echo_bytes(mut self, max_echo_bytes: u64) -> Self {
         self.max_echo_bytes = max_echo_bytes;
         self
     }

@@ -1,17 +1,16 @@
 //! The `379 Partial POST Replay` response (`PROTOCOL.md` part A, server 1-4).
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use handoff_proto::ppr;
+use handoff_spool::SpoolReader;
 use http::header::{HeaderValue, CONNECTION};
 use http::{HeaderMap, Method, Response, Uri, Version};
 use http_body::{Body, Frame};
 
-use super::budget::Reservation;
 use super::recorder::Handoff;
 use crate::BoxError;
 
@@ -30,8 +29,7 @@ impl EchoHead {
     /// body that replays what the handler consumed, then everything still arriving.
     pub(super) fn into_response<B>(self, handoff: Handoff<B>) -> Response<EchoBody<B>> {
         let mut response = Response::new(EchoBody {
-            consumed: handoff.consumed,
-            reservation: handoff.reservation,
+            consumed: Some(handoff.consumed),
             rest: handoff.rest,
         });
         *response.status_mut() = ppr::status();
@@ -50,13 +48,13 @@ impl EchoHead {
     }
 }
 
-/// The body of a `379`: the consumed frames, then the rest of the request body.
+/// The body of a `379`: the consumed bytes (read back from their spool), then the rest of
+/// the request body.
 ///
 /// Request trailers are not echoed: the draft gives them no place in the `379`.
 pub struct EchoBody<B> {
-    consumed: VecDeque<Bytes>,
-    /// The echo budget the consumed frames hold, given back frame by frame as they go out.
-    reservation: Reservation,
+    /// `None` once read to its end: the spool, its file and its budget are released.
+    consumed: Option<SpoolReader>,
     rest: Pin<Box<B>>,
 }
 
@@ -72,9 +70,18 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(data) = self.consumed.pop_front() {
-            self.reservation.shrink(data.len());
-            return Poll::Ready(Some(Ok(Frame::data(data))));
+        if let Some(consumed) = self.consumed.as_mut() {
+            match ready!(Pin::new(consumed).poll_frame(cx)) {
+                Some(Ok(frame)) => return Poll::Ready(Some(Ok(frame))),
+                Some(Err(err)) => {
+                    // A spill file that cannot be read back: the echo is cut short, which
+                    // the proxy sees (and answers 502) rather than a silent gap.
+                    tracing::warn!(error = %err, "echo spool unreadable; cutting the 379 short");
+                    self.consumed = None;
+                    return Poll::Ready(Some(Err(err)));
+                }
+                None => self.consumed = None,
+            }
         }
         loop {
             match ready!(self.rest.as_mut().poll_frame(cx)) {
@@ -87,14 +94,14 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.consumed.is_empty() && self.rest.is_end_stream()
+        self.consumed.as_ref().is_none_or(|c| c.is_end_stream()) && self.rest.is_end_stream()
     }
 }
 
 impl<B> fmt::Debug for EchoBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EchoBody")
-            .field("consumed_frames", &self.consumed.len())
+            .field("consumed", &self.consumed)
             .finish_non_exhaustive()
     }
 }

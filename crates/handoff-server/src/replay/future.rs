@@ -100,7 +100,7 @@ where
                 tracing::debug!(
                     method = %watch.head.method,
                     uri = %watch.head.uri,
-                    consumed = handoff.consumed_len,
+                    consumed = handoff.consumed_len(),
                     "shutdown: handing the request back to the proxy with 379"
                 );
                 let response = watch.head.into_response(handoff);

@@ -14,19 +14,25 @@
 //!
 //! Requests whose body is complete run to completion (they drain). So do requests whose
 //! handler called [`ReplayControl::disable`] after an irreversible side effect, requests that
-//! consumed more than [`max_echo_bytes`](PartialPostReplayLayer::max_echo_bytes) (64 MiB by
+//! consumed more than [`max_echo_bytes`](PartialPostReplayLayer::max_echo_bytes) (4 GiB by
 //! default) or found the layer's shared
-//! [`max_total_echo_bytes`](PartialPostReplayLayer::max_total_echo_bytes) budget (1 GiB)
+//! [`max_total_echo_bytes`](PartialPostReplayLayer::max_total_echo_bytes) budget (16 GiB)
 //! spent, and requests a [`ReplayPredicate`] ruled out.
 //!
-//! # Memory
+//! # Memory and disk
 //!
 //! Because the echo must include the bytes the handler already consumed (part A, server 4),
-//! the layer keeps a reference to every body frame the handler read (no copy: the same
-//! `Bytes`) until the body completes, the handler disables replay, or a bound is reached.
-//! That memory would otherwise have been freed as the handler went along: budget for it with
-//! [`max_echo_bytes`](PartialPostReplayLayer::max_echo_bytes) per request and
-//! [`max_total_echo_bytes`](PartialPostReplayLayer::max_total_echo_bytes) per layer.
+//! the layer copies every body byte the handler reads into a spool (`handoff-spool`) until
+//! the body completes, the handler disables replay, or a bound is reached. The first
+//! [`echo_memory_limit`](PartialPostReplayLayer::echo_memory_limit) bytes (128 KiB) stay in
+//! memory, the rest goes to an unlinked temporary file
+//! ([`echo_spool_dir`](PartialPostReplayLayer::echo_spool_dir)), written on tokio's blocking
+//! pool; the handler's reads wait while more than two 64 KiB chunks are on their way to
+//! disk. So memory per request is bounded whatever the body's size, and the byte bounds
+//! are disk bounds: [`max_echo_bytes`](PartialPostReplayLayer::max_echo_bytes) per request
+//! and [`max_total_echo_bytes`](PartialPostReplayLayer::max_total_echo_bytes) per layer. A
+//! request whose spill file fails is logged at `warn` and drains instead of being handed
+//! off. The record is released the moment the body completes.
 //!
 //! # Prior knowledge
 //!
@@ -79,7 +85,6 @@
 //! ```
 
 mod body;
-mod budget;
 mod control;
 mod echo;
 mod future;
@@ -93,7 +98,8 @@ pub use self::control::ReplayControl;
 pub use self::echo::EchoBody;
 pub use self::future::ResponseFuture;
 pub use self::layer::{
-    PartialPostReplayLayer, DEFAULT_MAX_ECHO_BYTES, DEFAULT_MAX_TOTAL_ECHO_BYTES,
+    PartialPostReplayLayer, DEFAULT_ECHO_MEMORY_LIMIT, DEFAULT_MAX_ECHO_BYTES,
+    DEFAULT_MAX_TOTAL_ECHO_BYTES,
 };
 pub use self::predicate::{Always, ReplayPredicate};
 pub use self::recorder::{HandedOff, RecordedBody};

@@ -2,21 +2,21 @@
 //!
 //! `PROTOCOL.md` part A, server 4: the echo starts with every body byte the server has
 //! received, *including the bytes the application already consumed*. So the handler does
-//! not own the request body: it reads it through a [`Recorder`] that keeps a reference to
-//! every consumed frame (`Bytes` clones, no copies) up to a bound, and that can take the
-//! body away from the handler the moment the request is handed back to the proxy.
+//! not own the request body: it reads it through a [`Recorder`] that copies every consumed
+//! byte into a spool (memory up to a limit, then an unlinked temporary file) up to the
+//! layer's bounds, and that can take the body away from the handler the moment the request
+//! is handed back to the proxy.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use handoff_spool::{spool, SpoolConfig, SpoolError, SpoolReader, SpoolWriter};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::budget::Reservation;
 use super::control::ReplayControl;
 use crate::BoxError;
 
@@ -24,27 +24,28 @@ use crate::BoxError;
 pub(super) struct Recorder<B> {
     state: Mutex<RecorderState<B>>,
     control: ReplayControl,
-    max_echo_bytes: usize,
 }
 
 struct RecorderState<B> {
     /// The body as it arrives from the connection; `None` once taken for the echo.
     body: Option<Pin<Box<B>>>,
-    /// Frames the handler already consumed, kept for the echo.
-    consumed: VecDeque<Bytes>,
-    consumed_len: usize,
-    /// `consumed_len` bytes of the layer's shared echo budget.
-    reservation: Reservation,
+    /// The consumed bytes, kept for the echo; `None` once the request cannot be handed off.
+    record: Option<(SpoolWriter, SpoolReader)>,
     /// The body ended or failed while the handler read it: nothing left to hand off.
     finished: bool,
 }
 
 /// What the response future takes from the recorder to build the `379`'s body.
 pub(super) struct Handoff<B> {
-    pub(super) consumed: VecDeque<Bytes>,
-    pub(super) consumed_len: usize,
-    pub(super) reservation: Reservation,
+    pub(super) consumed: SpoolReader,
     pub(super) rest: Pin<Box<B>>,
+}
+
+impl<B> Handoff<B> {
+    /// The consumed bytes the echo starts with.
+    pub(super) fn consumed_len(&self) -> u64 {
+        http_body::Body::size_hint(&self.consumed).lower()
+    }
 }
 
 impl<B> Recorder<B>
@@ -52,39 +53,41 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    pub(super) fn new(
-        body: B,
-        control: ReplayControl,
-        max_echo_bytes: usize,
-        reservation: Reservation,
-    ) -> Self {
+    pub(super) fn new(body: B, control: ReplayControl, spool_config: &SpoolConfig) -> Self {
         Self {
             state: Mutex::new(RecorderState {
                 body: Some(Box::pin(body)),
-                consumed: VecDeque::new(),
-                consumed_len: 0,
-                reservation,
+                record: Some(spool(spool_config)),
                 finished: false,
             }),
             control,
-            max_echo_bytes,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, RecorderState<B>> {
         // A panic while holding the lock cannot leave the state torn: every update is a
-        // single push or flag write, so a poisoned lock is still usable.
+        // single push or field write, so a poisoned lock is still usable.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The handler's read: forwards the frame and keeps a reference to its data.
+    /// The handler's read: forwards the frame and records its data.
     fn poll_frame(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut state = self.lock();
-        let Some(body) = state.body.as_mut() else {
+        if state.body.is_none() {
             return Poll::Ready(Some(Err(HandedOff.into())));
-        };
+        }
+        // The record's file must keep up before another frame is read: memory stays at the
+        // spool's memory limit plus a few chunks, however fast the client sends.
+        if let Some((writer, _)) = state.record.as_mut() {
+            match writer.poll_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(err)) => self.stop_recording(&mut state, &err),
+            }
+        }
+        let body = state.body.as_mut().expect("checked above");
         let polled = body.as_mut().poll_frame(cx);
         let ended = body.is_end_stream();
         let polled = match polled {
@@ -108,40 +111,36 @@ where
     }
 
     fn keep(&self, state: &mut RecorderState<B>, data: &Bytes) {
+        let Some((writer, _)) = state.record.as_mut() else {
+            return;
+        };
         if !self.control.is_replayable() {
             // The handler disabled replay: what was kept for the echo is no longer needed.
-            Self::forget(state);
+            state.record = None;
             return;
         }
-        let within_request_bound = state.consumed_len + data.len() <= self.max_echo_bytes;
-        if !within_request_bound || !state.reservation.grow(data.len()) {
-            // Past either bound the request is no longer replayable and simply drains.
-            tracing::debug!(
-                consumed = state.consumed_len,
-                within_request_bound,
-                "echo bound reached; the request will drain instead of being replayed"
-            );
-            self.control.disable();
-            Self::forget(state);
-            return;
+        if let Err(err) = writer.push(data) {
+            self.stop_recording(state, &err);
         }
-        state.consumed_len += data.len();
-        state.consumed.push_back(data.clone());
+    }
+
+    /// Past a bound, or with a failing spill file, the request is no longer replayable and
+    /// simply drains on shutdown.
+    fn stop_recording(&self, state: &mut RecorderState<B>, err: &SpoolError) {
+        if err.is_full() {
+            tracing::debug!(reason = %err, "echo bound reached; the request will drain instead of being replayed");
+        } else {
+            tracing::warn!(reason = %err, "echo spool failed; the request will drain instead of being replayed");
+        }
+        self.control.disable();
+        state.record = None;
     }
 
     /// The body ended or failed: it will never be handed off (part A, server 5), so the
     /// record and its share of the budget are released now, not when the handler returns.
     fn finish(state: &mut RecorderState<B>) {
         state.finished = true;
-        Self::forget(state);
-    }
-
-    fn forget(state: &mut RecorderState<B>) {
-        if state.consumed_len > 0 {
-            state.consumed = VecDeque::new();
-            state.consumed_len = 0;
-            state.reservation.release();
-        }
+        state.record = None;
     }
 
     /// Takes the body away from the handler if the request can still be handed off:
@@ -152,16 +151,13 @@ where
         let complete = state.finished || state.body.as_ref().is_none_or(|b| b.is_end_stream());
         // Under the lock, so no read can slip in; atomic with the handler's `claim`, so a
         // handler that claimed first keeps its request, and one that claims after is told.
-        if complete || !self.control.hand_off() {
+        if complete || state.record.is_none() || !self.control.hand_off() {
             return None;
         }
+        let (writer, consumed) = state.record.take()?;
         let rest = state.body.take()?;
-        Some(Handoff {
-            consumed: std::mem::take(&mut state.consumed),
-            consumed_len: std::mem::replace(&mut state.consumed_len, 0),
-            reservation: state.reservation.take(),
-            rest,
-        })
+        writer.finish();
+        Some(Handoff { consumed, rest })
     }
 
     fn is_end_stream(&self) -> bool {
@@ -264,14 +260,14 @@ impl<B> fmt::Debug for Recorder<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Recorder")
             .field("consumed_len", &self.lock_for_debug())
-            .field("max_echo_bytes", &self.max_echo_bytes)
             .finish_non_exhaustive()
     }
 }
 
 impl<B> Recorder<B> {
-    fn lock_for_debug(&self) -> Option<usize> {
-        self.state.try_lock().ok().map(|s| s.consumed_len)
+    fn lock_for_debug(&self) -> Option<u64> {
+        let state = self.state.try_lock().ok()?;
+        state.record.as_ref().map(|(writer, _)| writer.len())
     }
 }
 

@@ -91,12 +91,7 @@ where
             version: head.version,
             headers: head.headers.clone(),
         };
-        let recorder = Arc::new(Recorder::new(
-            body,
-            control,
-            self.config.max_echo_bytes,
-            self.config.budget.reservation(),
-        ));
+        let recorder = Arc::new(Recorder::new(body, control, &self.config.spool));
         let request = Request::from_parts(head, RecordedBody::recorded(recorder.clone()));
         ResponseFuture::watching(
             self.inner.call(request),
@@ -403,7 +398,11 @@ mod tests {
             .await
             .unwrap();
         tokio::task::yield_now().await;
-        assert_eq!(layer.budget.used(), 5, "only the first request fit");
+        assert_eq!(
+            layer.spool.get_budget().used(),
+            5,
+            "only the first request fit"
+        );
 
         shutdown.trigger();
         let first = first.await.unwrap().unwrap();
@@ -429,7 +428,7 @@ mod tests {
         let echo = first.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(echo, "12345");
         assert_eq!(
-            layer.budget.used(),
+            layer.spool.get_budget().used(),
             0,
             "sent echo frames give their budget back"
         );
@@ -523,7 +522,11 @@ mod tests {
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(layer.budget.used(), 0, "the finished body holds nothing");
+        assert_eq!(
+            layer.spool.get_budget().used(),
+            0,
+            "the finished body holds nothing"
+        );
 
         let (mut second_upload, request) = upload("/second");
         let second = tokio::spawn(service.oneshot(request));
@@ -532,7 +535,11 @@ mod tests {
             .await
             .unwrap();
         tokio::task::yield_now().await;
-        assert_eq!(layer.budget.used(), 5, "the second request fits");
+        assert_eq!(
+            layer.spool.get_budget().used(),
+            5,
+            "the second request fits"
+        );
         shutdown.trigger();
         let second = second.await.unwrap().unwrap();
         assert_eq!(second.status().as_u16(), 379, "and can be handed back");
