@@ -11,9 +11,15 @@
 //! replays it on the other origin: every upload succeeds. `--no-replay` runs the same
 //! scenario without the layers: the uploads cut by the drain window fail.
 //!
+//! With `--read-rate`, every origin reads uploads at most that fast (a slow replacement:
+//! cold caches, slow storage), so a replay takes far longer than the old origin's drain
+//! window. The proxy takes each echo into its spool as fast as the old origin sends it, so
+//! the old origin still exits within its window and no upload fails.
+//!
 //! ```text
 //! cargo run --release --example demo
 //! cargo run --release --example demo -- --no-replay
+//! cargo run --release --example demo -- --h2 --read-rate 2 --uploads 8 --size-mib 16 --upload-secs 2
 //! ```
 //!
 //! Exits non-zero if any upload fails with replay on.
@@ -60,6 +66,9 @@ struct Args {
     /// How long one upload takes (the client throttles itself to this).
     #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
     upload_secs: Duration,
+    /// Origins read uploads at most this fast, MiB/s (slow replacements).
+    #[arg(long, value_name = "MIB_PER_S")]
+    read_rate: Option<f64>,
     /// How long a restarting origin lets requests drain before it closes them.
     #[arg(long, value_name = "SECS", default_value = "0.5", value_parser = parse_secs)]
     drain_timeout: Duration,
@@ -101,20 +110,26 @@ async fn run(args: Args) -> Result<ExitCode, BoxError> {
 
     println!(
         "tower-handoff demo: {} uploads x {} MiB through a proxy, rolling restart of 2 origins \
-         ({} drain window), replay {}, proxy -> origins over {}",
+         ({} drain window{}), replay {}, proxy -> origins over {}",
         args.uploads,
         args.size_mib,
         fmt_secs(args.drain_timeout),
+        match args.read_rate {
+            Some(mib) => format!(", origins reading at {mib} MiB/s"),
+            None => String::new(),
+        },
         if replay { "ON" } else { "OFF" },
         if args.h2 { "h2c" } else { "HTTP/1.1" },
     );
     println!();
 
     let stats = [OriginStats::default(), OriginStats::default()];
+    let read_rate = args.read_rate.map(|mib| (mib * 1024.0 * 1024.0) as u64);
     let origin_cfg = |name: &str| {
         OriginConfig::new(name)
             .replay(replay)
             .drain_timeout(args.drain_timeout)
+            .read_rate(read_rate)
     };
     let mut origins = Vec::new();
     for (name, stats) in ["a1", "b1"].into_iter().zip(&stats) {
@@ -279,15 +294,16 @@ impl Report {
             .map(|o| o.uploads_started() - o.uploads_completed())
             .sum();
         let cut: u64 = origins.iter().map(OriginStats::body_errors).sum();
-        let (replays, echoed, replay_failed, held) = if replay {
+        let (replays, echoed, replay_failed, held, spooled) = if replay {
             (
                 stats.replays().to_string(),
                 fmt_bytes(stats.echoed_bytes()),
                 stats.failed().to_string(),
                 fmt_bytes(stats.max_held_bytes()),
+                fmt_bytes(stats.spooled_bytes()),
             )
         } else {
-            ("-".into(), "-".into(), "-".into(), "-".into())
+            ("-".into(), "-".into(), "-".into(), "-".into(), "-".into())
         };
         let rows = [
             ("replay", if replay { "on" } else { "off" }.to_owned()),
@@ -298,6 +314,7 @@ impl Report {
             ("replays", replays),
             ("replays failed", replay_failed),
             ("bytes echoed", echoed),
+            ("echo bytes spooled by the proxy", spooled),
             ("max proxy-held bytes", held),
             ("origin handlers abandoned", abandoned.to_string()),
             ("origin handlers cut mid-body", cut.to_string()),

@@ -50,6 +50,9 @@ struct Args {
     /// first 128 KiB).
     #[arg(long, value_name = "BYTES", default_value_t = handoff_server::replay::DEFAULT_MAX_ECHO_BYTES)]
     max_echo_bytes: u64,
+    /// Read upload bodies at most this fast, in bytes per second (a slow replacement).
+    #[arg(long, value_name = "BYTES_PER_SEC")]
+    read_rate: Option<u64>,
     /// Keep resumable uploads in this directory (they survive a restart, even kill -9)
     /// instead of memory.
     #[arg(long, value_name = "DIR")]
@@ -80,6 +83,7 @@ async fn run(args: Args) -> Result<ExitCode, BoxError> {
         .replay(args.replay)
         .drain_timeout(args.drain_timeout)
         .max_echo_bytes(args.max_echo_bytes)
+        .read_rate(args.read_rate)
         .resume((!args.no_resume).then(|| ResumeConfig {
             store: args.store,
             prefix: args.resume_prefix,

@@ -22,6 +22,7 @@
 //! - `full`: both.
 
 pub use handoff_proto as proto;
+pub use handoff_spool as spool;
 
 #[cfg(feature = "client")]
 pub use handoff_client as client;

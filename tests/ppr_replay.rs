@@ -144,12 +144,18 @@ async fn fifty_uploads_survive_one_origin_shutting_down() {
     b.wait().await;
 }
 
-/// Item 13: without the replay layer, shutdown drains and no 379 is emitted.
+/// Item 13 and issue 10 item 8: origins with the replay layer behind a proxy *without*
+/// it. The proxy does not mark its requests, so the origin never answers them `379`
+/// (which that proxy would pass to the client): shutdown drains the upload.
 #[tokio::test]
-async fn without_replay_shutdown_drains_the_upload() {
-    let (a, a_stats) = origin("a", false).await;
-    let (b, _) = origin("b", false).await;
-    let proxy = proxy(&[a.addr(), b.addr()], false).await;
+async fn a_proxy_without_the_replay_layer_never_gets_a_379() {
+    let (a, a_stats) = origin("a", true).await;
+    let (b, _) = origin("b", true).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cfg = ProxyConfig::with_addrs([a.addr(), b.addr()])
+        .replay(false)
+        .drain_timeout(Duration::from_secs(5));
+    let proxy = spawn_proxy(listener, cfg).await.unwrap();
 
     let spec = UploadSpec::new(1 << 20, 32 << 10, Duration::from_millis(5), 20);
     let upload = spawn_upload(proxy.addr(), spec);
@@ -168,10 +174,11 @@ async fn without_replay_shutdown_drains_the_upload() {
     b.wait().await;
 }
 
-/// Item 13: without the layer, straight to the origin: the status is the handler's, not 379.
+/// Issue 10 item 8: a client that reaches an origin with the replay layer directly (no
+/// proxy, so no `Partial-Post-Replay` mark) gets the handler's answer, never a `379`.
 #[tokio::test]
-async fn without_replay_the_origin_answers_200_during_shutdown() {
-    let (a, a_stats) = origin("a", false).await;
+async fn a_client_reaching_the_origin_directly_never_gets_a_379() {
+    let (a, a_stats) = origin("a", true).await;
     let spec = UploadSpec::new(1 << 20, 32 << 10, Duration::from_millis(5), 21);
     let upload = spawn_upload(a.addr(), spec);
     until("origin a received 128 KiB", || {

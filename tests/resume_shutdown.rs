@@ -6,7 +6,7 @@ mod raw;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use handoff_server::replay::PartialPostReplayLayer;
+use handoff_server::replay::{Always, PartialPostReplayLayer};
 use handoff_server::resume::{Limits, ResumableLayer};
 use raw::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,7 +17,9 @@ fn both(shutdown: handoff_server::Shutdown) -> impl FnOnce(axum::Router) -> Test
     move |router| {
         boxed(
             ServiceBuilder::new()
-                .layer(PartialPostReplayLayer::new(shutdown))
+                // The test plays the proxy with a raw client that does not mark its
+                // requests: hand back every unfinished one.
+                .layer(PartialPostReplayLayer::new(shutdown).predicate(Always))
                 .layer(ResumableLayer::new().limits(Limits::default()))
                 .service(router),
         )

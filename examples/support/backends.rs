@@ -5,7 +5,8 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use http::uri::{Authority, Scheme};
 use http::Uri;
@@ -21,6 +22,8 @@ pub(crate) struct Backend {
     scheme: Scheme,
     up: AtomicBool,
     probing: AtomicBool,
+    /// When a health check last brought it back up (`None`: up since the start).
+    up_since: Mutex<Option<Instant>>,
 }
 
 impl Backend {
@@ -83,6 +86,7 @@ impl Backends {
                 scheme,
                 up: AtomicBool::new(true),
                 probing: AtomicBool::new(false),
+                up_since: Mutex::new(None),
             });
         }
         Ok(Arc::new(Self {
@@ -106,6 +110,12 @@ impl Backends {
     /// Whether the backend at `authority` is configured and up.
     pub(crate) fn is_up(&self, authority: &Authority) -> bool {
         self.find(authority).is_some_and(|i| self.list[i].is_up())
+    }
+
+    /// When the backend at `authority` last came back up after being down.
+    pub(crate) fn up_since(&self, authority: &Authority) -> Option<Instant> {
+        let backend = &self.list[self.find(authority)?];
+        *backend.up_since.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The next backend in round-robin order that is up and not `avoided`.
@@ -146,6 +156,8 @@ impl Backends {
             backend.probing.store(false, Ordering::Release);
             match passed {
                 health::Probe::Healthy => {
+                    *backend.up_since.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Instant::now());
                     backend.up.store(true, Ordering::Release);
                     tracing::info!(backend = %backend.authority, "backend up");
                 }

@@ -106,9 +106,22 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let avoid = request.extensions().get::<AvoidBackends>();
-        let picked = self
-            .backends
-            .pick(|authority| avoid.is_some_and(|avoid| avoid.contains(authority)));
+        // Skip every backend that handed this request back, unless it came up again since
+        // (a new instance at the same address, in a rolling restart).
+        let backends = &self.backends;
+        let picked = backends.pick(|authority| {
+            let Some(avoid) = avoid.filter(|avoid| avoid.contains(authority)) else {
+                return false;
+            };
+            let came_back = match (
+                avoid.handed_back_at(authority),
+                backends.up_since(authority),
+            ) {
+                (Some(handed_back), Some(up)) => up > handed_back,
+                _ => false,
+            };
+            !came_back
+        });
         let Some(index) = picked else {
             tracing::debug!(uri = %request.uri(), "no usable backend");
             return Box::pin(std::future::ready(Ok(plain(

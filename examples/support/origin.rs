@@ -28,7 +28,7 @@ use axum::routing::{get, post};
 use axum::ServiceExt as _;
 use axum::{Json, Router};
 use handoff_server::interim::{InterimListener, WithInterimHandle};
-use handoff_server::replay::PartialPostReplayLayer;
+use handoff_server::replay::{PartialPostReplayLayer, ReplayPredicate, ViaReplayProxy};
 use handoff_server::resume::store::DiskStore;
 use handoff_server::resume::{Limits, ResumableLayer, DEFAULT_PREFIX};
 use handoff_server::Shutdown;
@@ -55,6 +55,9 @@ pub(crate) struct OriginConfig {
     pub(crate) drain_timeout: Duration,
     /// Bound on the consumed bytes kept per request for the echo.
     pub(crate) max_echo_bytes: u64,
+    /// Read upload bodies at most this fast (bytes per second): a slow replacement origin
+    /// (cold caches, slow storage). `None`: as fast as they come.
+    pub(crate) read_rate: Option<u64>,
     /// The resumable-request layer (docs/PROTOCOL.md part B), or `None` for none.
     pub(crate) resume: Option<ResumeConfig>,
 }
@@ -98,6 +101,7 @@ impl OriginConfig {
             replay: true,
             drain_timeout: Duration::from_secs(30),
             max_echo_bytes: handoff_server::replay::DEFAULT_MAX_ECHO_BYTES,
+            read_rate: None,
             resume: Some(ResumeConfig::default()),
         }
     }
@@ -117,6 +121,12 @@ impl OriginConfig {
     /// Sets [`Self::drain_timeout`].
     pub(crate) fn drain_timeout(mut self, drain_timeout: Duration) -> Self {
         self.drain_timeout = drain_timeout;
+        self
+    }
+
+    /// Sets [`Self::read_rate`].
+    pub(crate) fn read_rate(mut self, bytes_per_second: Option<u64>) -> Self {
+        self.read_rate = bytes_per_second.filter(|rate| *rate > 0);
         self
     }
 
@@ -184,16 +194,18 @@ struct UploadParams {
 struct AppState {
     name: Arc<str>,
     stats: OriginStats,
+    read_rate: Option<u64>,
 }
 
 /// The origin's router, without the replay layer.
-pub(crate) fn app(name: &str, stats: OriginStats) -> Router {
+pub(crate) fn app(name: &str, stats: OriginStats, read_rate: Option<u64>) -> Router {
     Router::new()
         .route("/upload", post(upload))
         .route("/health", get(health))
         .with_state(AppState {
             name: name.into(),
             stats,
+            read_rate,
         })
 }
 
@@ -209,6 +221,7 @@ async fn upload(
     let counters = &state.stats.inner;
     counters.uploads_started.fetch_add(1, Ordering::Relaxed);
     let delay = params.chunk_delay_ms.map(Duration::from_millis);
+    let started = tokio::time::Instant::now();
 
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
@@ -226,6 +239,11 @@ async fn upload(
                 }
                 if let Some(delay) = delay {
                     tokio::time::sleep(delay).await;
+                }
+                if let Some(rate) = state.read_rate {
+                    // Paced on the total, so frame sizes do not change the rate.
+                    let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
+                    tokio::time::sleep_until(started + due).await;
                 }
             }
         }
@@ -273,7 +291,7 @@ pub(crate) async fn spawn_origin(
     // Both layers wrap the whole router, so that the resumable layer's resources reach it
     // and a resumed operation runs the router, and the replay layer goes outside
     // (docs: handoff_server::resume, "With Partial POST Replay").
-    let mut service = BoxCloneSyncService::new(app(&cfg.name, stats));
+    let mut service = BoxCloneSyncService::new(app(&cfg.name, stats, cfg.read_rate));
     if let Some(resume) = &cfg.resume {
         let resumable = resume.layer().await?.layer(any_body(service));
         service = BoxCloneSyncService::new(resumable.map_response(IntoResponse::into_response));
@@ -281,7 +299,9 @@ pub(crate) async fn spawn_origin(
     if cfg.replay {
         let replay = PartialPostReplayLayer::new(shutdown.clone())
             .max_echo_bytes(cfg.max_echo_bytes)
-            .predicate(|parts: &http::request::Parts| parts.uri.path() == "/upload")
+            .predicate(|parts: &http::request::Parts| {
+                ViaReplayProxy.should_replay(parts) && parts.uri.path() == "/upload"
+            })
             .layer(any_body(service));
         service = BoxCloneSyncService::new(replay.map_response(IntoResponse::into_response));
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use handoff_client::replay::{ReplayBody, ReplayLayer, ReplayStats};
+use handoff_client::replay::{ReplayBody, ReplayLayer, ReplayStats, SpoolBudget};
 use http::uri::Authority;
 use http::{Request, Response, Uri};
 use tokio::net::TcpListener;
@@ -108,6 +108,7 @@ pub(crate) struct ProxyHandle {
     addr: SocketAddr,
     stop: CancellationToken,
     stats: ReplayStats,
+    spool: SpoolBudget,
     backends: Arc<Backends>,
     drain_timeout: Duration,
     connections: Connections,
@@ -125,14 +126,15 @@ pub(crate) async fn spawn_proxy(
     let stats = ReplayStats::default();
     let listener = TrackedListener::new(listener);
     let connections = listener.connections();
+    let mut layer = ReplayLayer::new()
+        .max_replays(cfg.max_replays)
+        .stats(stats.clone());
+    if let Some(echo_timeout) = cfg.echo_timeout {
+        layer = layer.echo_timeout(echo_timeout);
+    }
+    let spool = layer.echo_spool_budget().clone();
 
     let task = if cfg.replay {
-        let mut layer = ReplayLayer::new()
-            .max_replays(cfg.max_replays)
-            .stats(stats.clone());
-        if let Some(echo_timeout) = cfg.echo_timeout {
-            layer = layer.echo_timeout(echo_timeout);
-        }
         let service =
             ServiceBuilder::new().layer(layer).service(
                 Balancer::<ReplayBody<axum::body::Body>>::new(Arc::clone(&backends), cfg.h2),
@@ -153,6 +155,7 @@ pub(crate) async fn spawn_proxy(
         addr,
         stop,
         stats,
+        spool,
         backends,
         drain_timeout: cfg.drain_timeout,
         connections,
@@ -191,6 +194,11 @@ impl ProxyHandle {
     /// The replay layer's counters (all zero with replay off).
     pub(crate) fn stats(&self) -> ReplayStats {
         self.stats.clone()
+    }
+
+    /// Echo bytes the replay layer's spools hold (reserved) right now.
+    pub(crate) fn spool_in_use(&self) -> u64 {
+        self.spool.used()
     }
 
     /// The backend set.

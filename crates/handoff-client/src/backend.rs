@@ -40,16 +40,23 @@
 //! ```
 
 use std::slice;
+use std::time::Instant;
 
 use http::uri::Authority;
 
 /// Request extension: backends the balancer must not pick for this request.
 ///
-/// Before each replay, the replay layer lists the backend that just answered `379` (on top of
-/// any list the caller put on the original request). It does not accumulate earlier ones: in
-/// a rolling restart an origin that handed a request back may be up again at the same
-/// address, and the balancer's health state knows that better. A balancer that finds every
-/// usable backend listed answers `503`. See the [module docs](self).
+/// Before each replay, the replay layer adds the backend that just answered `379`, with the
+/// time of that `379` ([`handed_back_at`](Self::handed_back_at)), to any list the caller put
+/// on the original request. Every backend that handed this request back stays listed, so a
+/// request never goes back and forth between two origins that are shutting down.
+///
+/// A backend that handed the request back may be up again at the same address, as a new
+/// instance, in a rolling restart. The balancer knows that better than the layer: it should
+/// skip a listed backend unless its health state shows it came back up *after*
+/// `handed_back_at` (a backend listed by the caller, without a time, is always skipped). A
+/// balancer that finds every usable backend listed answers `503`. See the
+/// [module docs](self).
 ///
 /// ```
 /// use handoff_client::backend::AvoidBackends;
@@ -64,7 +71,11 @@ use http::uri::Authority;
 /// assert_eq!(avoid.iter().count(), 1);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AvoidBackends(Vec<Authority>);
+pub struct AvoidBackends {
+    backends: Vec<Authority>,
+    /// When each listed backend last handed the request back (`None`: listed by the caller).
+    handed_back: Vec<Option<Instant>>,
+}
 
 impl AvoidBackends {
     /// An empty list.
@@ -73,7 +84,39 @@ impl AvoidBackends {
     /// assert!(handoff_client::backend::AvoidBackends::new().is_empty());
     /// ```
     pub fn new() -> Self {
-        AvoidBackends(Vec::new())
+        AvoidBackends::default()
+    }
+
+    /// Lists `backend` as having handed the request back `at` (or moves its time to `at`).
+    ///
+    /// ```
+    /// use handoff_client::backend::AvoidBackends;
+    /// use http::uri::Authority;
+    /// use std::time::Instant;
+    ///
+    /// let a = Authority::from_static("a:1");
+    /// let mut avoid = AvoidBackends::new();
+    /// avoid.push(Authority::from_static("b:1"));
+    /// let at = Instant::now();
+    /// avoid.push_handed_back(a.clone(), at);
+    /// assert_eq!(avoid.handed_back_at(&a), Some(at));
+    /// assert_eq!(avoid.handed_back_at(&Authority::from_static("b:1")), None);
+    /// assert_eq!(avoid.len(), 2);
+    /// ```
+    pub fn push_handed_back(&mut self, backend: Authority, at: Instant) {
+        match self.backends.iter().position(|b| *b == backend) {
+            Some(i) => self.handed_back[i] = Some(at),
+            None => {
+                self.backends.push(backend);
+                self.handed_back.push(Some(at));
+            }
+        }
+    }
+
+    /// When `backend` last handed the request back; `None` if it did not (or is not listed).
+    pub fn handed_back_at(&self, backend: &Authority) -> Option<Instant> {
+        let i = self.backends.iter().position(|b| b == backend)?;
+        self.handed_back[i]
     }
 
     /// Whether `backend` is in the list.
@@ -87,7 +130,7 @@ impl AvoidBackends {
     /// assert!(!avoid.contains(&Authority::from_static("a:2")));
     /// ```
     pub fn contains(&self, backend: &Authority) -> bool {
-        self.0.iter().any(|b| b == backend)
+        self.backends.iter().any(|b| b == backend)
     }
 
     /// The listed backends, oldest first.
@@ -101,7 +144,7 @@ impl AvoidBackends {
     /// assert_eq!(hosts, ["a", "b"]);
     /// ```
     pub fn iter(&self) -> slice::Iter<'_, Authority> {
-        self.0.iter()
+        self.backends.iter()
     }
 
     /// Adds `backend` unless it is already listed.
@@ -117,7 +160,8 @@ impl AvoidBackends {
     /// ```
     pub fn push(&mut self, backend: Authority) {
         if !self.contains(&backend) {
-            self.0.push(backend);
+            self.backends.push(backend);
+            self.handed_back.push(None);
         }
     }
 
@@ -127,7 +171,7 @@ impl AvoidBackends {
     /// assert_eq!(handoff_client::backend::AvoidBackends::new().len(), 0);
     /// ```
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.backends.len()
     }
 
     /// Whether the list is empty.
@@ -136,7 +180,7 @@ impl AvoidBackends {
     /// assert!(handoff_client::backend::AvoidBackends::default().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.backends.is_empty()
     }
 }
 
@@ -166,8 +210,8 @@ impl<'a> IntoIterator for &'a AvoidBackends {
 
 /// Response extension: the backend that produced this response, set by the balancer.
 ///
-/// When a `379` carries no `ServedBy`, the replay layer falls back to the authority of the
-/// request URI it handed to the balancer. See the [module docs](self).
+/// A `379` without `ServedBy` is answered `502`: without knowing which origin is shutting
+/// down, a replay could go right back to it. See the [module docs](self).
 ///
 /// ```
 /// use handoff_client::backend::ServedBy;

@@ -410,6 +410,9 @@ fn client_request(body: ClientBody) -> Request<ClientBody> {
 type Proxy = tokio::task::JoinHandle<Result<ProxyResponse, BoxError>>;
 
 fn start(layer: ReplayLayer, fake: Fake, body: ClientBody) -> Proxy {
+    // The fake origins hand back after whole frames; the echo spool re-frames what it
+    // holds, so keep its frames at the three bytes the clients here send.
+    let layer = layer.echo_frame_size(3);
     let proxy = ServiceBuilder::new().layer(layer).service(fake);
     tokio::spawn(proxy.oneshot(client_request(body)))
 }
@@ -451,7 +454,8 @@ async fn passes_other_responses_through() {
     assert!(!res.body().is_error());
     assert_eq!(text(res).await, "hello");
     let (parts, _) = events.called("a:80").await;
-    assert!(parts.headers.get(ppr::REPLAY_COUNT).is_none());
+    // Item 8: the first attempt is marked, so the origin knows a replay proxy is in front.
+    assert_eq!(parts.headers[ppr::REPLAY_COUNT], "0");
     assert_eq!(parts.headers[HOST], "svc.internal");
     assert_eq!(stats.replays(), 0);
     assert_eq!(stats.failed(), 0);
@@ -498,7 +502,6 @@ async fn replays_the_echo_then_the_rest_of_the_body() {
     assert_eq!(stats.replays(), 1);
     assert_eq!(stats.echoed_bytes(), 6);
     assert_eq!(stats.failed(), 0);
-    assert_eq!(stats.held_bytes(), 0);
     assert!(stats.max_held_bytes() <= 5, "one frame at most");
 }
 
@@ -530,8 +533,8 @@ async fn replays_twice_with_nested_echoes() {
         .iter()
         .map(|a| a.host().to_owned())
         .collect();
-    // Only the origin that sent the latest 379 is listed; `a` is skipped for being down.
-    assert_eq!(avoid, ["b"]);
+    // Every origin that handed the request back is listed (issue 10 item 6: no A -> B -> A).
+    assert_eq!(avoid, ["a", "b"]);
     assert_eq!(events.body_done("c:80").await.0, b"hello world");
     let (bytes, error) = events.body_done("b:80").await;
     assert_eq!(bytes, b"hel");
@@ -576,7 +579,6 @@ async fn bad_echo(echo: Echo) -> ReplayStats {
     let (_, error) = events.body_done("a:80").await;
     assert!(error.is_some(), "{echo:?}: a's exchange must be ended");
     assert_eq!(stats.failed(), 1);
-    assert_eq!(stats.held_bytes(), 0);
     stats
 }
 
@@ -780,7 +782,6 @@ async fn an_early_413_without_reading_the_replay_passes_once_the_echo_verifies()
     assert_eq!(stats.replays(), 1);
     assert_eq!(stats.echoed_bytes(), 6);
     assert_eq!(stats.failed(), 0);
-    assert_eq!(stats.held_bytes(), 0);
     assert!(stats.max_held_bytes() <= 3, "one frame at most");
 }
 
@@ -852,7 +853,6 @@ async fn an_upstream_that_answers_early_and_stops_reading_is_verified_by_the_lay
     assert!(replay_error(&error).is_detached());
     assert_eq!(stats.echoed_bytes(), 6);
     assert_eq!(stats.failed(), 0);
-    assert_eq!(stats.held_bytes(), 0);
 
     // `b`'s upload can never complete now. While the response may still stream on its
     // connection, its body neither ends nor fails...
@@ -885,8 +885,9 @@ async fn an_upstream_that_stops_reading_with_an_altered_echo_is_502() {
         is_replay_error(&err, ReplayError::is_echo_mismatch),
         "{err}"
     );
+    // `a`'s exchange was let go as soon as its whole echo was taken, before the check.
     let (_, error) = events.body_done("a:80").await;
-    assert!(replay_error(&error).is_echo_mismatch());
+    assert!(replay_error(&error).is_detached());
     assert_eq!(stats.failed(), 1);
 }
 
@@ -937,7 +938,7 @@ async fn a_379_after_the_layer_read_the_echo_itself_is_502() {
 }
 
 #[tokio::test]
-async fn without_served_by_the_request_authority_is_avoided() {
+async fn without_served_by_a_379_is_502() {
     let (fake, mut events) = fake(vec![
         (
             "svc.internal",
@@ -956,10 +957,9 @@ async fn without_served_by_the_request_authority_is_avoided() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(text(res).await, "hello ");
-    let (parts, _) = events.called("b:80").await;
-    let avoid = parts.extensions.get::<AvoidBackends>().unwrap();
-    assert!(avoid.contains(&Authority::from_static("svc.internal")));
+    // Not knowing which origin shuts down, a replay could go right back to it: fail safe.
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    assert!(!events.was_called("b:80"));
 }
 
 #[tokio::test]

@@ -97,7 +97,7 @@ async fn http1_upload_is_handed_back_with_every_byte() {
     let (addr, shutdown, seen, server) = serve(true).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(b"POST /upload?id=9 HTTP/1.1\r\nHost: origin.test\r\nX-Trace: abc\r\nContent-Length: 11\r\n\r\nhello ")
+        .write_all(b"POST /upload?id=9 HTTP/1.1\r\nHost: origin.test\r\nPartial-Post-Replay: 0\r\nX-Trace: abc\r\nContent-Length: 11\r\n\r\nhello ")
         .await
         .unwrap();
     tokio::time::timeout(LIMIT, seen.first_frame.notified())
@@ -151,6 +151,7 @@ async fn h2c_upload_is_handed_back_on_its_stream() {
     let (mut sender, body) =
         http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(4);
     let request = http::Request::post(format!("http://{addr}/upload"))
+        .header("partial-post-replay", "0")
         .body(Body::new(body))
         .unwrap();
     let response = tokio::spawn(client.request(request));
@@ -193,7 +194,7 @@ async fn without_the_layer_shutdown_drains() {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(
-            b"POST /upload HTTP/1.1\r\nHost: origin.test\r\nContent-Length: 11\r\n\r\nhello ",
+            b"POST /upload HTTP/1.1\r\nHost: origin.test\r\nPartial-Post-Replay: 0\r\nContent-Length: 11\r\n\r\nhello ",
         )
         .await
         .unwrap();
@@ -222,6 +223,7 @@ async fn h2c_stream_gets_the_379_and_the_connection_a_goaway() {
     let connection = tokio::spawn(connection);
     let mut client = client.ready().await.unwrap();
     let request = http::Request::post(format!("http://{addr}/upload"))
+        .header("partial-post-replay", "0")
         .body(())
         .unwrap();
     let (response, mut upload) = client.send_request(request, false).unwrap();

@@ -28,6 +28,7 @@ pub struct SpoolConfig {
     pub(crate) max_bytes: u64,
     pub(crate) budget: SpoolBudget,
     pub(crate) dir: Option<PathBuf>,
+    pub(crate) frame_size: usize,
 }
 
 impl SpoolConfig {
@@ -38,6 +39,7 @@ impl SpoolConfig {
             max_bytes: u64::MAX,
             budget: SpoolBudget::unlimited(),
             dir: None,
+            frame_size: crate::file::CHUNK,
         }
     }
 
@@ -64,6 +66,14 @@ impl SpoolConfig {
     /// after a crash). Default: the system's temp dir.
     pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dir = Some(dir.into());
+        self
+    }
+
+    /// The largest data frame the reader yields (default and most: 64 KiB). Bytes are
+    /// copied in, so frame boundaries are not kept: the reader yields what is there, in
+    /// frames of up to this size.
+    pub fn frame_size(mut self, bytes: usize) -> Self {
+        self.frame_size = bytes.clamp(1, crate::file::CHUNK);
         self
     }
 

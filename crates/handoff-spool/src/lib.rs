@@ -63,7 +63,7 @@ pub fn spool(config: &SpoolConfig) -> (SpoolWriter, SpoolReader) {
     let shared = Arc::new(Mutex::new(state));
     (
         SpoolWriter::new(shared.clone(), config),
-        SpoolReader::new(shared),
+        SpoolReader::new(shared, config.frame_size),
     )
 }
 

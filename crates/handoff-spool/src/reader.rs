@@ -9,12 +9,12 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::error::{SpoolError, WriterGone};
-use crate::file::{self, CHUNK};
+use crate::file;
 use crate::state::{lock, End, Next, Shared};
 use crate::BoxError;
 
 /// Reads a spool's bytes in order, while or after they are written, as a body of data
-/// frames of at most 64 KiB. See the [crate docs](crate).
+/// frames of at most [`frame_size`](crate::SpoolConfig::frame_size). See the [crate docs](crate).
 ///
 /// It ends when the writer [finished](crate::SpoolWriter::finish) and every byte was read;
 /// it yields the writer's error instead if the writer [failed](crate::SpoolWriter::fail),
@@ -26,15 +26,17 @@ pub struct SpoolReader {
     pos: u64,
     read: Option<file::Read>,
     done: bool,
+    frame_size: usize,
 }
 
 impl SpoolReader {
-    pub(crate) fn new(shared: Shared) -> Self {
+    pub(crate) fn new(shared: Shared, frame_size: usize) -> Self {
         SpoolReader {
             shared,
             pos: 0,
             read: None,
             done: false,
+            frame_size,
         }
     }
 
@@ -73,7 +75,7 @@ impl Body for SpoolReader {
         }
         let pos = self.pos;
         let mut state = lock(&self.shared);
-        match state.next(pos, CHUNK) {
+        match state.next(pos, self.frame_size) {
             Next::Ready(data) => {
                 drop(state);
                 self.deliver(data)

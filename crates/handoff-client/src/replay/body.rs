@@ -94,7 +94,10 @@ where
             && !source.echo_pending()
             && match &source.client {
                 Client::Streaming(body) => body.is_end_stream(),
-                Client::Ended => true,
+                // Not while kept trailers are still to be re-sent.
+                Client::Ended => {
+                    source.trailers.is_none() || source.attempts[self.attempt].sent_trailers
+                }
                 Client::Failed => false,
             }
     }
@@ -147,6 +150,7 @@ where
     if let Some(kind) = &source.failure {
         return Poll::Ready(Some(Err(ReplayError::new(kind.clone()).into())));
     }
+    source.attempts[attempt].polled = true;
     match source.attempts[attempt].state {
         AttemptState::Active => {}
         // Part A, intermediary 2: stop forwarding client bytes to that origin. Neither end
@@ -231,7 +235,7 @@ where
 {
     let polled = match &mut source.client {
         Client::Streaming(body) => body.as_mut().poll_frame(cx),
-        Client::Ended => return Poll::Ready(None),
+        Client::Ended => return Poll::Ready(resend_trailers(source, attempt)),
         Client::Failed => {
             return Poll::Ready(Some(Err(ReplayError::new(Kind::ClientBody).into())));
         }
@@ -241,6 +245,12 @@ where
             if let Some(data) = frame.data_ref() {
                 let _held = source.stats.hold(data.len() as u64);
                 forward(source, attempt, data);
+            }
+            if let Some(trailers) = frame.trailers_ref() {
+                // Kept for a replay: the origin may hand the request back after it got
+                // them, and its echo carries body bytes only.
+                source.trailers = Some(trailers.clone());
+                source.attempts[attempt].sent_trailers = true;
             }
             Poll::Ready(Some(Ok(frame)))
         }
@@ -257,6 +267,20 @@ where
             Poll::Pending
         }
     }
+}
+
+/// The end of a replay's body: the client's trailers first, if an earlier attempt
+/// forwarded them, then the end.
+fn resend_trailers<B>(
+    source: &mut Source<B>,
+    attempt: usize,
+) -> Option<Result<Frame<Bytes>, BoxError>> {
+    let attempt = &mut source.attempts[attempt];
+    if attempt.sent_trailers {
+        return None;
+    }
+    attempt.sent_trailers = true;
+    source.trailers.clone().map(|t| Ok(Frame::trailers(t)))
 }
 
 /// Counts and hashes what an attempt hands to its connection (part A, intermediary 1 and 6).

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::{Instant, Sleep};
 
 use super::error::Kind;
+use super::prefetch::{EchoOverflow, EchoStalled};
 use super::stats::ReplayStats;
 use crate::BoxError;
 
@@ -110,7 +111,20 @@ impl Echo {
         loop {
             let frame = match Pin::new(&mut *body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => frame,
-                Poll::Ready(Some(Err(err))) => return Poll::Ready(Err(self.short(Some(err)))),
+                Poll::Ready(Some(Err(err))) => {
+                    // The echo's task saw the origin stall (see `prefetch`).
+                    if let Some(stalled) = err.downcast_ref::<EchoStalled>() {
+                        return Poll::Ready(Err(Kind::EchoTimeout {
+                            timeout: stalled.timeout,
+                        }));
+                    }
+                    if err.is::<EchoOverflow>() {
+                        return Poll::Ready(Err(Kind::EchoTooLong {
+                            expected: self.sent,
+                        }));
+                    }
+                    return Poll::Ready(Err(self.short(Some(err))));
+                }
                 Poll::Ready(None) => return Poll::Ready(Err(self.short(None))),
                 Poll::Pending => return self.poll_timeout(cx),
             };

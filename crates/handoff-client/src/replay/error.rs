@@ -60,6 +60,21 @@ pub(super) enum Kind {
     EchoDiscarded,
     /// The caller dropped the response future.
     Abandoned,
+    /// The layer's echo spool cannot hold the `expected` bytes (its per-request bound or
+    /// its total budget).
+    SpoolFull { expected: u64 },
+    /// No upstream started to take a replay within the replay timeout.
+    ReplayNotTaken { timeout: Duration },
+}
+
+impl Kind {
+    /// The status of the layer's own answer: `503` when it had no room, `502` otherwise.
+    pub(super) fn status(&self) -> http::StatusCode {
+        match self {
+            Kind::SpoolFull { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => http::StatusCode::BAD_GATEWAY,
+        }
+    }
 }
 
 impl ReplayError {
@@ -113,6 +128,8 @@ impl ReplayError {
                 | Kind::TakenOver
                 | Kind::EchoDiscarded
                 | Kind::Abandoned
+                | Kind::SpoolFull { .. }
+                | Kind::ReplayNotTaken { .. }
         )
     }
 }
@@ -142,6 +159,12 @@ impl fmt::Display for Kind {
                 f.write_str("a 379 arrived after the layer had discarded the echo to replay")
             }
             Kind::Abandoned => f.write_str("the response future was dropped"),
+            Kind::SpoolFull { expected } => {
+                write!(f, "no room in the echo spool for {expected} bytes")
+            }
+            Kind::ReplayNotTaken { timeout } => {
+                write!(f, "no upstream took the replay within {timeout:?}")
+            }
         }
     }
 }
@@ -199,6 +222,17 @@ mod tests {
         assert!(aborted.is_aborted());
         assert!(ReplayError::new(Kind::TakenOver).is_aborted());
         assert!(ReplayError::new(Kind::EchoDiscarded).is_aborted());
+        let full = Kind::SpoolFull { expected: 9 };
+        assert_eq!(full.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(ReplayError::new(full).is_aborted());
+        let not_taken = Kind::ReplayNotTaken {
+            timeout: Duration::from_secs(2),
+        };
+        assert_eq!(not_taken.status(), http::StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            not_taken.to_string(),
+            "no upstream took the replay within 2s"
+        );
         assert!(aborted.source().is_none());
         assert!(ReplayError::new(Kind::Detached).is_detached());
         assert!(ReplayError::new(Kind::EchoMismatch { expected: 1 }).is_echo_mismatch());

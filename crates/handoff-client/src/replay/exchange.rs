@@ -14,6 +14,7 @@ use super::drain::{poll_drain, Release};
 use super::error::Kind;
 use super::head::Head;
 use super::layer::ReplayLayer;
+use super::prefetch::{self, OnComplete};
 use super::response_body::ReplayResponseBody;
 use super::source::{lock, SharedSource};
 use crate::backend::ServedBy;
@@ -65,13 +66,15 @@ impl<B> Exchange<B> {
         response: Response<R>,
     ) -> Result<Request<ReplayBody<B>>, Kind>
     where
+        B: Send + 'static,
         R: Body<Data = Bytes> + Send + 'static,
         R::Error: Into<BoxError>,
     {
         // "A different origin": the balancer must skip the one that sent the 379.
-        let backend = match response.extensions().get::<ServedBy>() {
-            Some(ServedBy(backend)) => backend.clone(),
-            None => self.head.uri.authority().cloned().ok_or(Kind::NoBackend)?,
+        // Without the backend's name, a replay could go right back to the origin that is
+        // shutting down: fail safe.
+        let Some(ServedBy(backend)) = response.extensions().get::<ServedBy>().cloned() else {
+            return Err(Kind::NoBackend);
         };
         // Part A, intermediary 5: loops end after the configured number of replays.
         if self.replays >= self.config.max_replays {
@@ -90,6 +93,21 @@ impl<B> Exchange<B> {
             if source.discarded > 0 {
                 return Err(Kind::EchoDiscarded);
             }
+            // Under the lock, so the attempt cannot forward a byte between the count being
+            // read and the attempt being detached.
+            let (detached, sent) = source.active_forwarded();
+            let echo = if sent == 0 {
+                echo
+            } else {
+                let release = release_when_echoed(&self.source, detached);
+                let spool = &self.config.spool;
+                let timeout = self.config.echo_timeout;
+                let stats = self.config.stats.clone();
+                prefetch::spawn(echo, sent, spool, timeout, stats, release).map_err(|err| {
+                    tracing::warn!(error = %err, bytes = sent, "no room to spool the echo");
+                    Kind::SpoolFull { expected: sent }
+                })?
+            };
             source.detach(echo, backend.clone())
         };
         // Nothing was forwarded: drop the old exchange at once (outside the lock).
@@ -153,6 +171,12 @@ impl<B> Exchange<B> {
         lock(&self.source).take_over();
     }
 
+    /// Whether an upstream started to read the active replay's body.
+    pub(super) fn replay_taken(&self) -> bool {
+        let source = lock(&self.source);
+        source.attempts[source.active()].polled
+    }
+
     /// The response goes to the client as is.
     pub(super) fn pass<R>(&mut self, response: Response<R>) -> Response<ReplayResponseBody<R>>
     where
@@ -185,16 +209,28 @@ impl<B> Exchange<B> {
     pub(super) fn bad_gateway<R>(&mut self, kind: Kind) -> Response<ReplayResponseBody<R>> {
         self.done = true;
         self.config.stats.add_failed();
-        tracing::warn!(replays = self.replays, reason = %kind, "partial POST replay failed; answering 502");
+        let status = kind.status();
+        tracing::warn!(replays = self.replays, reason = %kind, status = status.as_u16(), "partial POST replay failed");
         let garbage = lock(&self.source).fail(kind);
         drop(garbage);
-        ReplayResponseBody::bad_gateway()
+        ReplayResponseBody::error(status)
     }
 
     /// The first attempt failed before any replay: its error goes to the caller as is.
     pub(super) fn finish(&mut self) {
         self.done = true;
     }
+}
+
+/// Releases the detached attempt once its echo is held in full (see `prefetch`): its body
+/// fails, so hyper closes the old origin's connection (part A, intermediary 3).
+fn release_when_echoed<B: Send + 'static>(source: &SharedSource<B>, attempt: usize) -> OnComplete {
+    let source = std::sync::Arc::downgrade(source);
+    Box::new(move || {
+        if let Some(source) = source.upgrade() {
+            lock(&source).release(attempt);
+        }
+    })
 }
 
 impl<B> Drop for Exchange<B> {

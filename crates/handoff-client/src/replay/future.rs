@@ -45,9 +45,13 @@ pin_project! {
             #[pin]
             future: F,
         },
+        // `taken_by` bounds the wait for an upstream to take the replay (item: the inner
+        // service never ready, a connect that never completes).
         Replaying {
             #[pin]
             future: O,
+            #[pin]
+            taken_by: Sleep,
         },
         // A replay's response head (any status), held until its echo is verified (part A,
         // intermediary 6). `progress` is the echoed byte count when `sleep` was last reset;
@@ -117,7 +121,7 @@ where
                         return Poll::Ready(Err(err));
                     }
                 },
-                StateProj::Replaying { future } => match future.poll(cx) {
+                StateProj::Replaying { future, taken_by } => match future.poll(cx) {
                     Poll::Ready(Ok(response)) => response,
                     // Part of the client's body is gone: nobody can retry any more, so the
                     // failure becomes a response (part A, intermediary 4).
@@ -125,13 +129,22 @@ where
                         this.state.set(State::Done);
                         return Poll::Ready(Ok(this.exchange.bad_gateway(Kind::Upstream)));
                     }
-                    Poll::Pending => match this.exchange.poll_echo(cx) {
-                        Some(kind) => {
-                            this.state.set(State::Done);
-                            return Poll::Ready(Ok(this.exchange.bad_gateway(kind)));
+                    Poll::Pending => {
+                        let failure = this.exchange.poll_echo(cx).or_else(|| {
+                            let taken = this.exchange.replay_taken();
+                            let late = !taken && taken_by.poll(cx).is_ready();
+                            late.then_some(Kind::ReplayNotTaken {
+                                timeout: this.exchange.config().replay_timeout,
+                            })
+                        });
+                        match failure {
+                            Some(kind) => {
+                                this.state.set(State::Done);
+                                return Poll::Ready(Ok(this.exchange.bad_gateway(kind)));
+                            }
+                            None => return Poll::Pending,
                         }
-                        None => return Poll::Pending,
-                    },
+                    }
                 },
                 StateProj::Holding {
                     response,
@@ -173,7 +186,9 @@ where
                 match this.exchange.replay(response) {
                     Ok(request) => {
                         let future = Oneshot::new(this.service.clone(), request);
-                        this.state.set(State::Replaying { future });
+                        let timeout = this.exchange.config().replay_timeout;
+                        let taken_by = tokio::time::sleep_until(deadline(timeout));
+                        this.state.set(State::Replaying { future, taken_by });
                         continue;
                     }
                     Err(kind) => {

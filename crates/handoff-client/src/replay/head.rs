@@ -3,6 +3,8 @@
 
 use handoff_proto::ppr;
 use http::request::Parts;
+use std::time::Instant;
+
 use http::uri::Authority;
 use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
 
@@ -14,6 +16,8 @@ pub(super) struct Head {
     version: Version,
     headers: HeaderMap,
     extensions: Extensions,
+    /// The caller's list, plus every backend that handed this request back so far.
+    avoid: AvoidBackends,
 }
 
 impl Head {
@@ -24,6 +28,11 @@ impl Head {
             version: parts.version,
             headers: parts.headers.clone(),
             extensions: parts.extensions.clone(),
+            avoid: parts
+                .extensions
+                .get::<AvoidBackends>()
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 
@@ -32,11 +41,11 @@ impl Head {
     ///
     /// The head is the one the first attempt went with, `Host` included (vhost routing and
     /// request signatures depend on it; the layer does not change the URI), plus the replay
-    /// count (part A, intermediary 5). Only the last backend is added to the caller's own
-    /// [`AvoidBackends`] (if any), not the ones that handed the request back earlier: in a
-    /// rolling restart of two origins those are up again at the same address, and avoiding
-    /// them would leave no backend. `max_replays` bounds the loops.
-    pub(super) fn replay<T>(&self, count: u32, backend: Authority, body: T) -> Request<T> {
+    /// count (part A, intermediary 5). `backend` joins the [`AvoidBackends`] list with the
+    /// time of its `379`, after the caller's own and every earlier one (see its docs for how
+    /// a balancer tells a restarted origin from one still shutting down). `max_replays`
+    /// bounds the loops.
+    pub(super) fn replay<T>(&mut self, count: u32, backend: Authority, body: T) -> Request<T> {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
@@ -46,9 +55,8 @@ impl Head {
         headers.insert(ppr::REPLAY_COUNT, ppr::replay_count_value(count));
         let extensions = req.extensions_mut();
         *extensions = self.extensions.clone();
-        let mut avoid = extensions.remove::<AvoidBackends>().unwrap_or_default();
-        avoid.push(backend);
-        extensions.insert(avoid);
+        self.avoid.push_handed_back(backend, Instant::now());
+        extensions.insert(self.avoid.clone());
         req
     }
 }
@@ -69,9 +77,8 @@ mod tests {
             .unwrap();
         req.extensions_mut().insert(42u8);
         let (parts, ()) = req.into_parts();
-        let head = Head::snapshot(&parts);
+        let mut head = Head::snapshot(&parts);
 
-        let avoid = AvoidBackends::from(vec![Authority::from_static("a:1")]);
         let replay = head.replay(2, Authority::from_static("a:1"), ());
         assert_eq!(replay.method(), Method::POST);
         assert_eq!(replay.uri(), "http://svc.internal/upload?x=1");
@@ -79,25 +86,38 @@ mod tests {
         assert_eq!(replay.headers()["content-length"], "10");
         assert_eq!(replay.headers()[ppr::REPLAY_COUNT], "2");
         assert_eq!(replay.extensions().get::<u8>(), Some(&42));
-        assert_eq!(replay.extensions().get::<AvoidBackends>(), Some(&avoid));
+        let avoid = replay.extensions().get::<AvoidBackends>().unwrap();
+        assert!(avoid.contains(&Authority::from_static("a:1")));
+        assert!(avoid
+            .handed_back_at(&Authority::from_static("a:1"))
+            .is_some());
     }
 
     #[test]
-    fn replay_adds_the_last_backend_to_the_callers_list() {
+    fn replay_adds_every_backend_that_handed_back_to_the_callers_list() {
         let mut req = Request::post("http://svc.internal/upload")
             .body(())
             .unwrap();
         req.extensions_mut()
             .insert(AvoidBackends::from(vec![Authority::from_static("c:1")]));
         let (parts, ()) = req.into_parts();
-        let head = Head::snapshot(&parts);
+        let mut head = Head::snapshot(&parts);
         let first = head.replay(1, Authority::from_static("a:1"), ());
         let second = head.replay(2, Authority::from_static("b:1"), ());
+        let third = head.replay(3, Authority::from_static("a:1"), ());
         let listed = |r: &Request<()>| {
             let avoid = r.extensions().get::<AvoidBackends>().unwrap();
             avoid.iter().map(|a| a.to_string()).collect::<Vec<_>>()
         };
         assert_eq!(listed(&first), ["c:1", "a:1"]);
-        assert_eq!(listed(&second), ["c:1", "b:1"]);
+        // No A -> B -> A: `a` stays listed.
+        assert_eq!(listed(&second), ["c:1", "a:1", "b:1"]);
+        let at = |r: &Request<()>, b| {
+            let avoid = r.extensions().get::<AvoidBackends>().unwrap();
+            avoid.handed_back_at(&Authority::from_static(b))
+        };
+        assert_eq!(at(&second, "c:1"), None, "the caller's entry has no time");
+        // `a` handed it back again (a new instance at the same address): its time moves on.
+        assert!(at(&third, "a:1") > at(&second, "a:1"));
     }
 }

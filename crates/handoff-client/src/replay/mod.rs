@@ -8,13 +8,16 @@
 //!
 //! 1. Each request body is forwarded as it arrives, counted and hashed (SHA-256); the layer
 //!    keeps no copy of it. [`ReplayStats::max_held_bytes`] stays at one frame per request.
+//!    Only a `379`'s echo is kept, for as long as the replay needs it (see below).
 //! 2. On a `379` the layer stops forwarding to that origin and rebuilds the request from its
 //!    own copy of the head (never from the `Echo-` headers; `Host` kept as the first attempt
 //!    had it), with `Partial-Post-Replay: k` (a client's own one is never forwarded) and with
 //!    the origin added to the [`AvoidBackends`] request extension. Its body is the echo, then the rest of the client's body.
-//! 3. The echo is checked against the count and the digest of what was forwarded *before*
+//! 3. The echo is taken from the old origin as fast as it sends it, into a spool (see
+//!    below), and checked against the count and the digest of what was forwarded *before*
 //!    the frame that completes it is sent on, so a new origin never receives a complete
-//!    request made of altered bytes. Once complete, the old exchange is dropped.
+//!    request made of altered bytes. Once the spool holds the whole echo, the old exchange
+//!    is dropped, whatever the pace of the replay.
 //! 4. A wrong echo (too long, too short, different bytes), an echo that stalls longer than
 //!    [`ReplayLayer::echo_timeout`], more than [`ReplayLayer::max_replays`] replays, or an
 //!    upstream error during a replay answers the client `502` (short plain text) and logs a
@@ -23,6 +26,42 @@
 //! 5. A replay's response, whatever its status, is held until its echo is verified
 //!    (intermediary 6), then passed to the client as is; see below when it comes before its
 //!    upstream read the whole echo.
+//!
+//! # The echo spool
+//!
+//! An origin that answers `379` is shutting down, usually within a short drain window, and
+//! the origin that gets the replay may read slowly. So the layer does not pull an echo at
+//! the replay's pace: a task per echo reads it as fast as the old origin sends it into a
+//! spool (`handoff-spool`): the first [`echo_memory_limit`](ReplayLayer::echo_memory_limit)
+//! bytes (256 KiB) in memory, the rest in an unlinked temporary file
+//! ([`echo_spool_dir`](ReplayLayer::echo_spool_dir)). The replay's body reads the spool. The
+//! old origin's exit then depends on its own send rate only, and over HTTP/2 no echo waits
+//! on another stream's flow-control window. The task reads exactly the forwarded count (a
+//! frame going past it fails the echo as too long), each wait bounded by
+//! [`echo_timeout`](ReplayLayer::echo_timeout).
+//!
+//! An echo's size is known when its `379` arrives (the bytes forwarded to that origin), so
+//! its spool is reserved in full then, against two bounds:
+//! [`max_echo_spool_bytes`](ReplayLayer::max_echo_spool_bytes) per request and
+//! [`max_total_echo_spool_bytes`](ReplayLayer::max_total_echo_spool_bytes) for the layer
+//! (4 GiB and 16 GiB by default). A `379` whose echo does not fit is answered `503`
+//! (logged at `warn`); what the spools hold now is
+//! [`echo_spool_budget`](ReplayLayer::echo_spool_budget)`().used()`, and
+//! [`ReplayStats::spooled_bytes`] counts what went through them.
+//!
+//! # A replay nobody takes
+//!
+//! The replay goes through the inner service like any request. If no upstream takes it
+//! within [`replay_timeout`](ReplayLayer::replay_timeout) (10 s: the service never becomes
+//! ready, the connect never completes, the replay's body is never polled), the client gets
+//! `502`. Once an upstream reads the replay's body, only the echo's timer and the
+//! upstream's own timeouts apply, however long the upload.
+//!
+//! # Trailers
+//!
+//! A `379`'s echo carries body bytes only. The layer keeps the client's trailers once it
+//! has forwarded them, and a replay sends them again after the echo and the rest of the
+//! body.
 //!
 //! # Answers that come before the echo is read
 //!
@@ -43,9 +82,8 @@
 //!   as for any replay.
 //!
 //! Reading it itself, the layer checks the echo exactly as the body would (count and
-//! SHA-256, part A intermediary 4 and 6), one frame at a time, each wait bounded by
-//! `echo_timeout`, never past the forwarded count, and discards the bytes: nothing is
-//! buffered. Each old exchange is released only once its echo is complete (intermediary 3).
+//! SHA-256, part A intermediary 4 and 6), one frame at a time from its spool, and discards
+//! the bytes.
 //! A verified echo lets the answer through unchanged (so the balancer's `503` reaches the
 //! client as `503`); a wrong or stalled one answers `502`. The replay's upload can never be
 //! completed after that: if its body is still alive it stays pending until the response
@@ -60,8 +98,11 @@
 //! the request's [`AvoidBackends`], tag responses with [`ServedBy`], and answer `503` itself
 //! when no backend is left. That `503` is an answer to a replay like any other: the layer
 //! reads the echo the balancer never pulled, then passes the `503` to the client (`502` if
-//! the echo is wrong). Without [`ServedBy`] on a `379`, the layer uses the authority of the
-//! request URI; without either it answers `502`.
+//! the echo is wrong). Without [`ServedBy`] on a `379` the layer answers `502`: not knowing
+//! which origin is shutting down, a replay could go right back to it. Every origin that
+//! handed the request back stays in its [`AvoidBackends`], with the time it did
+//! ([`handed_back_at`](crate::backend::AvoidBackends::handed_back_at)), so that a balancer
+//! sends it back only to an origin that came up again since.
 //!
 //! The inner service gets `Request<ReplayBody<B>>`. [`ReplayBody`] is `Send + Unpin +
 //! 'static`, as hyper-util's `Client` needs, and fails (rather than ends) when the layer
@@ -135,9 +176,9 @@
 //! });
 //!
 //! let stats = ReplayStats::default();
-//! let proxy = ServiceBuilder::new()
-//!     .layer(ReplayLayer::new().stats(stats.clone()))
-//!     .service(balancer);
+//! let layer = ReplayLayer::new().stats(stats.clone());
+//! let spool = layer.echo_spool_budget().clone();
+//! let proxy = ServiceBuilder::new().layer(layer).service(balancer);
 //!
 //! // The client's upload arrives in two parts.
 //! let (mut client, body) = ClientBody::new(2);
@@ -151,7 +192,8 @@
 //! assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "hello world");
 //! assert_eq!(stats.replays(), 1);
 //! assert!(stats.echoed_bytes() >= 6);
-//! assert_eq!(stats.held_bytes(), 0);
+//! assert_eq!(stats.spooled_bytes(), 6, "`a`'s echo went through the spool");
+//! assert_eq!(spool.used(), 0, "and the spool was released with the request");
 //! # }
 //! ```
 //!
@@ -167,6 +209,7 @@ mod exchange;
 mod future;
 mod head;
 mod layer;
+mod prefetch;
 mod response_body;
 mod service;
 mod source;
@@ -175,7 +218,12 @@ mod stats;
 pub use self::body::ReplayBody;
 pub use self::error::ReplayError;
 pub use self::future::ResponseFuture;
-pub use self::layer::ReplayLayer;
+pub use self::layer::{
+    ReplayLayer, DEFAULT_ECHO_MEMORY_LIMIT, DEFAULT_MAX_ECHO_SPOOL_BYTES,
+    DEFAULT_MAX_TOTAL_ECHO_SPOOL_BYTES,
+};
 pub use self::response_body::ReplayResponseBody;
 pub use self::service::Replay;
 pub use self::stats::ReplayStats;
+/// The budget type of [`ReplayLayer::echo_spool_budget`], from `handoff-spool`.
+pub use handoff_spool::SpoolBudget;

@@ -54,6 +54,10 @@ pin_project! {
 const BAD_GATEWAY_TEXT: &str =
     "the upstream handed the request back and it could not be replayed\n";
 
+/// The text of the layer's `503` when its spool cannot hold an echo.
+const UNAVAILABLE_TEXT: &str =
+    "the upstream handed the request back and the proxy has no room to replay it\n";
+
 impl<B> ReplayResponseBody<B> {
     /// Wraps an upstream response body, passed through unchanged.
     pub fn new(body: B) -> Self {
@@ -74,22 +78,25 @@ impl<B> ReplayResponseBody<B> {
         matches!(self.kind, Kind::Error { .. })
     }
 
-    pub(super) fn bad_gateway() -> Response<Self> {
+    /// The layer's own answer: `503` when it had no room for the replay, `502` otherwise.
+    pub(super) fn error(status: StatusCode) -> Response<Self> {
+        let text = match status {
+            StatusCode::SERVICE_UNAVAILABLE => UNAVAILABLE_TEXT,
+            _ => BAD_GATEWAY_TEXT,
+        };
         let mut res = Response::new(ReplayResponseBody {
             kind: Kind::Error {
-                body: Full::new(Bytes::from_static(BAD_GATEWAY_TEXT.as_bytes())),
+                body: Full::new(Bytes::from_static(text.as_bytes())),
             },
             release: None,
         });
-        *res.status_mut() = StatusCode::BAD_GATEWAY;
+        *res.status_mut() = status;
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        res.headers_mut().insert(
-            header::CONTENT_LENGTH,
-            HeaderValue::from(BAD_GATEWAY_TEXT.len()),
-        );
+        res.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
         res
     }
 }
@@ -141,7 +148,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_gateway_is_short_plain_text() {
-        let res = ReplayResponseBody::<Empty<Bytes>>::bad_gateway();
+        let res = ReplayResponseBody::<Empty<Bytes>>::error(StatusCode::BAD_GATEWAY);
         assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(
             res.headers()[header::CONTENT_TYPE],

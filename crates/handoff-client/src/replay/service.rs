@@ -1,3 +1,4 @@
+use handoff_proto::ppr;
 use std::mem;
 use std::task::{Context, Poll};
 
@@ -91,8 +92,12 @@ where
         let mut inner = mem::replace(&mut self.inner, clone);
         let (mut parts, body) = req.into_parts();
         // The replay count is the proxy's to set (part A, intermediary 5): a client's own
-        // `Partial-Post-Replay` would tell the origin this is a replay when it is not.
-        parts.headers.remove(handoff_proto::ppr::REPLAY_COUNT);
+        // `Partial-Post-Replay` would tell the origin this is a replay when it is not. `0`
+        // on a first attempt tells the origin a proxy that understands `379` is in front
+        // (the origin layer's default predicate asks for it, see `handoff_server::replay`).
+        parts
+            .headers
+            .insert(handoff_proto::ppr::REPLAY_COUNT, ppr::replay_count_value(0));
         // Part A, intermediary 1: the body is shared, counted and hashed, never copied.
         let source = Source::new(body, self.config.stats.clone(), self.config.echo_timeout);
         let exchange = Exchange::new(&parts, source.clone(), &self.config);

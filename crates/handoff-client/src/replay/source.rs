@@ -44,6 +44,9 @@ pub(super) struct Source<B> {
     pub(super) checked_out: bool,
     /// Every attempt of this request; the last one is the active one.
     pub(super) attempts: Vec<Attempt>,
+    /// The client's trailers, once its body yielded them: a replay re-sends them after the
+    /// echo and the rest of the body (a 379's echo never carries them).
+    pub(super) trailers: Option<http::HeaderMap>,
     /// Set once the request failed: every attempt's body ends with this error.
     pub(super) failure: Option<Kind>,
     /// The response future, waiting for a replay's echo to be verified or for a failure.
@@ -70,6 +73,10 @@ pub(super) struct Attempt {
     pub(super) digest: Sha256,
     pub(super) state: AttemptState,
     pub(super) waker: Option<Waker>,
+    /// Its body was polled: an upstream took this attempt.
+    pub(super) polled: bool,
+    /// It forwarded the client's trailers (or sent the kept copy, see `trailers`).
+    pub(super) sent_trailers: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +103,8 @@ impl Attempt {
             digest: Sha256::new(),
             state: AttemptState::Active,
             waker: None,
+            polled: false,
+            sent_trailers: false,
         }
     }
 
@@ -121,6 +130,7 @@ impl<B> Source<B> {
             echoes: Vec::new(),
             checked_out: false,
             attempts: vec![Attempt::new()],
+            trailers: None,
             failure: None,
             head_waiter: None,
             echo_progress: 0,
@@ -132,6 +142,12 @@ impl<B> Source<B> {
 
     pub(super) fn active(&self) -> usize {
         self.attempts.len() - 1
+    }
+
+    /// The active attempt and the bytes it forwarded.
+    pub(super) fn active_forwarded(&self) -> (usize, u64) {
+        let active = self.active();
+        (active, self.attempts[active].forwarded)
     }
 
     /// Whether `attempt` may pull bytes: the newest attempt of a request that has not failed.

@@ -32,6 +32,7 @@ struct Counters {
     failed: AtomicU64,
     held: AtomicU64,
     max_held: AtomicU64,
+    spooled: AtomicU64,
 }
 
 impl ReplayStats {
@@ -61,10 +62,24 @@ impl ReplayStats {
     }
 
     /// The peak of [`held_bytes`](Self::held_bytes): at most one frame per request in flight
-    /// (frames are as large as the connection delivers them, up to hyper's read buffer of a
-    /// few hundred KiB), since the layer keeps no copy of the body (part A, intermediary 1).
+    /// (a client's frames are as large as the connection delivers them, up to hyper's read
+    /// buffer of a few hundred KiB; an echo's are read back from its spool, up to 64 KiB),
+    /// since the layer keeps no copy of the client's body (part A, intermediary 1). Echoes
+    /// are the exception: see [`spooled_bytes`](Self::spooled_bytes).
     pub fn max_held_bytes(&self) -> u64 {
         self.counters.max_held.load(Ordering::Relaxed)
+    }
+
+    /// Echoed bytes the layer wrote to its echo spools (memory, then temporary files): it
+    /// takes each echo as fast as the origin sends it, and the replay reads the spool (see
+    /// the [module docs](super)). What the spools hold right now is
+    /// [`ReplayLayer::echo_spool_budget`](super::ReplayLayer::echo_spool_budget)'s `used()`.
+    pub fn spooled_bytes(&self) -> u64 {
+        self.counters.spooled.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn add_spooled(&self, n: u64) {
+        self.counters.spooled.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(super) fn add_replay(&self) {
@@ -98,6 +113,7 @@ impl fmt::Debug for ReplayStats {
             .field("failed", &self.failed())
             .field("held_bytes", &self.held_bytes())
             .field("max_held_bytes", &self.max_held_bytes())
+            .field("spooled_bytes", &self.spooled_bytes())
             .finish()
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use handoff_spool::{SpoolBudget, SpoolConfig};
 use tower::Layer;
 
-use super::predicate::Always;
+use super::predicate::ViaReplayProxy;
 use super::PartialPostReplay;
 use crate::Shutdown;
 
@@ -25,14 +25,15 @@ pub const DEFAULT_ECHO_MEMORY_LIMIT: usize = handoff_spool::DEFAULT_MEMORY_LIMIT
 /// Applies [`PartialPostReplay`] to a service. See the [module docs](super) for an example.
 #[must_use]
 #[derive(Clone)]
-pub struct PartialPostReplayLayer<P = Always> {
+pub struct PartialPostReplayLayer<P = ViaReplayProxy> {
     pub(super) shutdown: Shutdown,
     pub(super) spool: SpoolConfig,
     pub(super) predicate: P,
 }
 
 impl PartialPostReplayLayer {
-    /// Replays every request with an incomplete body once `shutdown` is triggered.
+    /// Once `shutdown` is triggered, hands back every request with an incomplete body that
+    /// came through a proxy that understands `379` ([`ViaReplayProxy`](super::ViaReplayProxy)).
     pub fn new(shutdown: Shutdown) -> Self {
         Self {
             shutdown,
@@ -40,7 +41,7 @@ impl PartialPostReplayLayer {
                 .memory_limit(DEFAULT_ECHO_MEMORY_LIMIT)
                 .max_bytes(DEFAULT_MAX_ECHO_BYTES)
                 .budget(SpoolBudget::new(DEFAULT_MAX_TOTAL_ECHO_BYTES)),
-            predicate: Always,
+            predicate: ViaReplayProxy,
         }
     }
 }

@@ -36,10 +36,15 @@
 //!
 //! # Prior knowledge
 //!
-//! A `379` must never reach an end user (part A, server 2). Add this layer only to servers
-//! that are reached exclusively through a proxy running `handoff-client`'s replay layer (or
-//! another proxy that understands `379`); narrow it with a predicate if some traffic bypasses
-//! the proxy.
+//! A `379` must never reach an end user (part A, server 2). So by default the layer hands
+//! back only requests that prove a proxy understanding `379` is in front: they carry
+//! `Partial-Post-Replay` (`0` on a first attempt), which `handoff-client`'s replay layer
+//! sets on every request it forwards and strips from its clients ([`ViaReplayProxy`]). A
+//! request that reached the origin some other way drains on shutdown like any request.
+//!
+//! Behind a proxy that understands `379` but does not mark requests, opt out explicitly
+//! with `.predicate(Always)` ([`Always`]), and only if *every* request comes through it;
+//! or write a predicate for the traffic that does.
 //!
 //! # Example
 //!
@@ -67,7 +72,12 @@
 //! // The upload is half-way through when the deploy begins.
 //! let (mut upload, body) = Channel::<Bytes, BoxError>::new(4);
 //! upload.send_data(Bytes::from_static(b"first half, ")).await.unwrap();
-//! let request = Request::post("/upload").header("x-id", "7").body(body).unwrap();
+//! // Forwarded by a replay proxy, which marks every request it sends (see below).
+//! let request = Request::post("/upload")
+//!     .header("partial-post-replay", "0")
+//!     .header("x-id", "7")
+//!     .body(body)
+//!     .unwrap();
 //! let deploy = shutdown.clone();
 //! tokio::spawn(async move { deploy.trigger() }); // runs once the handler waits for more
 //!
@@ -101,7 +111,7 @@ pub use self::layer::{
     PartialPostReplayLayer, DEFAULT_ECHO_MEMORY_LIMIT, DEFAULT_MAX_ECHO_BYTES,
     DEFAULT_MAX_TOTAL_ECHO_BYTES,
 };
-pub use self::predicate::{Always, ReplayPredicate};
+pub use self::predicate::{Always, ReplayPredicate, ViaReplayProxy};
 pub use self::recorder::{HandedOff, RecordedBody};
 pub use self::service::PartialPostReplay;
 

@@ -13,7 +13,7 @@ use super::control::ReplayControl;
 use super::echo::EchoHead;
 use super::future::ResponseFuture;
 use super::layer::PartialPostReplayLayer;
-use super::predicate::{Always, ReplayPredicate};
+use super::predicate::{ReplayPredicate, ViaReplayProxy};
 use super::recorder::{RecordedBody, Recorder};
 use super::ResponseBody;
 use crate::{BoxError, Shutdown};
@@ -21,13 +21,14 @@ use crate::{BoxError, Shutdown};
 /// Answers requests whose body is still arriving with `379 Partial POST Replay` once
 /// graceful shutdown begins. See the [module docs](super) for an example.
 #[derive(Clone)]
-pub struct PartialPostReplay<S, P = Always> {
+pub struct PartialPostReplay<S, P = ViaReplayProxy> {
     inner: S,
     config: PartialPostReplayLayer<P>,
 }
 
 impl<S> PartialPostReplay<S> {
-    /// Wraps `inner`, replaying every request with an incomplete body on `shutdown`.
+    /// Wraps `inner`, handing back on `shutdown` every request with an incomplete body that
+    /// came through a replay proxy ([`ViaReplayProxy`]).
     pub fn new(inner: S, shutdown: Shutdown) -> Self {
         Self::from_layer(inner, PartialPostReplayLayer::new(shutdown))
     }
@@ -130,6 +131,8 @@ mod tests {
         let (sender, body) = Channel::new(8);
         let request = Request::post(uri)
             .header("content-type", "application/octet-stream")
+            // What a replay proxy sets on a first attempt (the default predicate's mark).
+            .header("partial-post-replay", "0")
             .body(body)
             .unwrap();
         (sender, request)
@@ -244,6 +247,34 @@ mod tests {
         assert_eq!(
             response.into_body().collect().await.unwrap().to_bytes(),
             "early"
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_no_replay_proxy_marked_drain() {
+        // Issue 10 item 8: without `Partial-Post-Replay`, nobody in front understands 379.
+        let shutdown = Shutdown::new();
+        let service = ServiceBuilder::new()
+            .layer(PartialPostReplayLayer::new(shutdown.clone()))
+            .service(collecting(Arc::default()));
+        let (mut sender, mut request) = upload("/");
+        request.headers_mut().remove("partial-post-replay");
+        let pending = tokio::spawn(service.oneshot(request));
+        sender.send_data(Bytes::from_static(b"par")).await.unwrap();
+        tokio::task::yield_now().await;
+        shutdown.trigger();
+        tokio::task::yield_now().await;
+        sender.send_data(Bytes::from_static(b"tial")).await.unwrap();
+        drop(sender);
+        let response = pending.await.unwrap().unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "drained, not handed back"
+        );
+        assert_eq!(
+            response.into_body().collect().await.unwrap().to_bytes(),
+            "partial"
         );
     }
 

@@ -1,0 +1,170 @@
+//! Taking a `379`'s echo as fast as the origin sends it (part A, intermediary 3).
+//!
+//! An origin that hands a request back is shutting down, usually with a short drain
+//! window. If the layer pulled its echo only as fast as the replacement origin reads the
+//! replay, a slow replacement would keep the old origin's connection open past that
+//! window, and the old origin's exit would cut the echo short. So each echo is read by its
+//! own task into a spool (`handoff-spool`: memory, then an unlinked temporary file) as fast
+//! as it arrives, and the replay reads the spool. Over HTTP/2 no echo waits on another's
+//! flow-control window: each is drained at once.
+//!
+//! The task reads exactly the bytes that were forwarded to that origin (a frame that would
+//! go past them fails the echo as too long), then lets the old exchange go: the attempt's body
+//! is released (it fails, so hyper closes that connection) and the `379`'s body is dropped.
+//! Checking the bytes stays with the reader ([`Echo`](super::echo::Echo)), before the frame
+//! that completes them is sent on.
+
+use std::error::Error;
+use std::fmt;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use handoff_spool::{spool, SpoolConfig, SpoolError, SpoolWriter};
+use http_body::Body;
+use http_body_util::BodyExt;
+
+use super::echo::EchoBody;
+use super::stats::ReplayStats;
+
+/// What the echo task does once it holds every forwarded byte: release the old attempt.
+pub(super) type OnComplete = Box<dyn FnOnce() + Send>;
+
+/// Starts reading `echo`, of which `sent` bytes are expected, into a spool bounded by
+/// `config`; returns the body that reads the spool. Refused when the spool's bounds cannot
+/// hold `sent` bytes.
+pub(super) fn spawn(
+    echo: EchoBody,
+    sent: u64,
+    config: &SpoolConfig,
+    timeout: Duration,
+    stats: ReplayStats,
+    on_complete: OnComplete,
+) -> Result<EchoBody, SpoolError> {
+    let (mut writer, reader) = spool(config);
+    writer.reserve(sent)?;
+    let task = EchoTask {
+        echo,
+        writer,
+        sent,
+        timeout,
+        stats,
+    };
+    tokio::spawn(task.run(on_complete));
+    Ok(reader.boxed_unsync())
+}
+
+struct EchoTask {
+    echo: EchoBody,
+    writer: SpoolWriter,
+    sent: u64,
+    timeout: Duration,
+    stats: ReplayStats,
+}
+
+enum Step {
+    Data(Bytes),
+    Skip,
+    End,
+    Failed(Box<dyn Error + Send + Sync>),
+    /// The reader is gone (the request ended) or the spool failed.
+    Stop(SpoolError),
+}
+
+impl EchoTask {
+    async fn run(mut self, on_complete: OnComplete) {
+        let mut received = 0u64;
+        loop {
+            let step = match tokio::time::timeout(self.timeout, self.next()).await {
+                Ok(step) => step,
+                Err(_) => Step::Failed(Box::new(EchoStalled {
+                    timeout: self.timeout,
+                })),
+            };
+            let data = match step {
+                Step::Data(data) => data,
+                Step::Skip => continue,
+                // Too short: the reader sees the end before the count and says so.
+                Step::End => return self.writer.finish(),
+                Step::Failed(err) => return self.writer.fail(err),
+                Step::Stop(SpoolError::ReaderGone) => return,
+                Step::Stop(err) => {
+                    tracing::warn!(error = %err, "echo spool failed");
+                    return self.writer.fail(err);
+                }
+            };
+            // Part A, intermediary 4: more echoed bytes than were forwarded. Nothing of the
+            // frame goes in, so the reader fails before it could complete the echo.
+            if data.len() as u64 > self.sent - received {
+                return self.writer.fail(EchoOverflow);
+            }
+            if let Err(err) = self.writer.push(&data) {
+                return self.writer.fail(err);
+            }
+            self.stats.add_spooled(data.len() as u64);
+            received += data.len() as u64;
+            if received == self.sent {
+                tracing::debug!(
+                    bytes = received,
+                    "echo taken in full; releasing the old exchange"
+                );
+                self.writer.finish();
+                on_complete();
+                // Dropping `self.echo` here ends the 379's body: the old exchange is done.
+                return;
+            }
+        }
+    }
+
+    /// The next frame of the echo, once the spool can take it; stops early if the reader
+    /// goes away (the writer's waker is registered by `poll_ready`).
+    async fn next(&mut self) -> Step {
+        poll_fn(|cx| {
+            match self.writer.poll_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(err)) => return Poll::Ready(Step::Stop(err)),
+                Poll::Ready(Ok(())) => {}
+            }
+            Poll::Ready(
+                match std::task::ready!(Pin::new(&mut self.echo).poll_frame(cx)) {
+                    None => Step::End,
+                    Some(Err(err)) => Step::Failed(err),
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) if !data.is_empty() => Step::Data(data),
+                        // Trailers of a 379 carry nothing to replay.
+                        _ => Step::Skip,
+                    },
+                },
+            )
+        })
+        .await
+    }
+}
+
+/// A frame of the echo went past the forwarded bytes; the reader reports it as too long.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EchoOverflow;
+
+impl fmt::Display for EchoOverflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the echo went past the forwarded bytes")
+    }
+}
+
+impl Error for EchoOverflow {}
+
+/// The echo's origin sent nothing for `echo_timeout`; the reader reports it as a timeout.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EchoStalled {
+    pub(super) timeout: Duration,
+}
+
+impl fmt::Display for EchoStalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no echoed bytes within {:?}", self.timeout)
+    }
+}
+
+impl Error for EchoStalled {}
