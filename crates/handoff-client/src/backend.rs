@@ -8,7 +8,9 @@
 //!
 //! The balancer's side of the contract:
 //!
-//! - never send a request to a backend listed in its [`AvoidBackends`] extension;
+//! - never send a request to a backend listed in its [`AvoidBackends`] extension, except
+//!   one that handed the request back ([`AvoidBackends::handed_back_at`]) and that its
+//!   health state saw come up again since (a new instance at the same address);
 //! - put [`ServedBy`] on every response it got from a backend;
 //! - when every backend is avoided, answer `503 Service Unavailable` itself. It may drop the
 //!   request body unread: the replay layer then reads the rest of the echo it carried itself
@@ -87,7 +89,8 @@ impl AvoidBackends {
         AvoidBackends::default()
     }
 
-    /// Lists `backend` as having handed the request back `at` (or moves its time to `at`).
+    /// Lists `backend` as having handed the request back `at` (or moves its time to `at`). A
+    /// backend the caller listed (without a time) stays listed without one: always skipped.
     ///
     /// ```
     /// use handoff_client::backend::AvoidBackends;
@@ -105,7 +108,11 @@ impl AvoidBackends {
     /// ```
     pub fn push_handed_back(&mut self, backend: Authority, at: Instant) {
         match self.backends.iter().position(|b| *b == backend) {
-            Some(i) => self.handed_back[i] = Some(at),
+            Some(i) => {
+                if let Some(listed) = &mut self.handed_back[i] {
+                    *listed = at;
+                }
+            }
             None => {
                 self.backends.push(backend);
                 self.handed_back.push(Some(at));

@@ -32,6 +32,8 @@
 //! let balancer = tower::service_fn(move |mut req: Request<ReplayBody<Full<Bytes>>>| {
 //!     let client = client.clone();
 //!     let avoid = req.extensions().get::<AvoidBackends>().cloned().unwrap_or_default();
+//!     // (A balancer with health checks may pick a listed backend that came up again after
+//!     // `avoid.handed_back_at(b)`: see `backend`.)
 //!     let backend = backends.iter().find(|b| !avoid.contains(b)).cloned();
 //!     async move {
 //!         let Some(backend) = backend else {

@@ -76,3 +76,60 @@ async fn trailers_the_origin_received_are_sent_again_with_the_replay() {
     // Without the kept copy, `b` would get "hello" and no trailer.
     assert_eq!(got, "hello abc123");
 }
+
+/// Like hyper does, `a` and `b` stop reading at the trailers frame (they never poll for the
+/// end): the replay must still deliver the trailers after the echo.
+async fn origins_that_stop_at_the_trailers(
+    req: Request<ReplayBody<ClientBody>>,
+) -> Result<Response<ResBody>, BoxError> {
+    let a = Authority::from_static("a:80");
+    let replay = req
+        .extensions()
+        .get::<AvoidBackends>()
+        .is_some_and(|l| l.contains(&a));
+    let mut body = req.into_body();
+    let mut data = Vec::new();
+    let mut trailer = None;
+    while let Some(frame) = body.frame().await {
+        match frame?.into_data() {
+            Ok(bytes) => data.extend_from_slice(&bytes),
+            Err(frame) => {
+                trailer = frame
+                    .into_trailers()
+                    .ok()
+                    .and_then(|t| t.get("x-checksum").cloned());
+                break;
+            }
+        }
+    }
+    if !replay {
+        assert!(trailer.is_some(), "a got the trailers");
+        let echo = Full::new(Bytes::from(data)).map_err(|never| match never {});
+        let mut res = Response::new(echo.boxed_unsync());
+        *res.status_mut() = ppr::status();
+        res.extensions_mut().insert(ServedBy(a));
+        return Ok(res);
+    }
+    let trailer = trailer.map(|v| v.to_str().unwrap().to_owned());
+    let body = format!(
+        "{} {}",
+        String::from_utf8_lossy(&data),
+        trailer.unwrap_or_default()
+    );
+    Ok(Response::new(text(body)))
+}
+
+#[tokio::test]
+async fn trailers_reach_a_replay_whose_upstream_stops_at_them() {
+    let proxy = ServiceBuilder::new()
+        .layer(ReplayLayer::new())
+        .service_fn(origins_that_stop_at_the_trailers);
+    let (mut client, body) = ClientBody::new(4);
+    client.send_data(Bytes::from("hello")).await.unwrap();
+    client.send_trailers(checksum()).await.unwrap();
+    drop(client);
+    let req = Request::post("http://svc.internal/up").body(body).unwrap();
+    let res = proxy.oneshot(req).await.unwrap();
+    let got = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(got, "hello abc123");
+}

@@ -195,6 +195,17 @@ impl State {
     }
 }
 
+impl Drop for State {
+    fn drop(&mut self) {
+        // Closing the last handle of a large unlinked file frees its blocks, which can take
+        // a while: do it on the blocking pool when there is one.
+        if let (Some(file), Ok(runtime)) = (self.file.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn_blocking(move || drop(file));
+        }
+    }
+}
+
 fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
     match slot {
         Some(waker) if waker.will_wake(cx.waker()) => {}

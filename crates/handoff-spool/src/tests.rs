@@ -213,3 +213,49 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_waiting_in_another_task_is_woken_for_every_tier() {
+    let (mut writer, reader) = spool(&SpoolConfig::new().memory_limit(1000));
+    let frame: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let sent = frame.clone();
+    let writing = tokio::spawn(async move {
+        for _ in 0..3 {
+            // The reader is parked on `Wait` by now: only the writer's wake gets it going.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            write_all(&mut writer, &[&sent]).await.unwrap();
+        }
+        writer.finish();
+    });
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), reader.collect())
+        .await
+        .expect("a lost wake-up would hang here")
+        .unwrap()
+        .to_bytes();
+    writing.await.unwrap();
+    assert_eq!(read.len(), 300_000);
+    assert!(read.chunks(100_000).all(|c| c == &frame[..]));
+}
+
+#[tokio::test]
+async fn a_failed_write_stays_failed() {
+    let config = SpoolConfig::new()
+        .memory_limit(0)
+        .dir("/nonexistent/handoff-spool");
+    let (mut writer, _reader) = spool(&config);
+    writer.push(&[0; 70_000]).unwrap();
+    let mut failed = false;
+    for _ in 0..500 {
+        if poll_fn(|cx| writer.poll_ready(cx)).await.is_err() {
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(failed);
+    assert!(
+        poll_fn(|cx| writer.poll_ready(cx)).await.is_err(),
+        "still failed"
+    );
+    assert!(matches!(writer.push(b"more"), Err(SpoolError::Io(_))));
+}

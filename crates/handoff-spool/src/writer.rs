@@ -25,6 +25,8 @@ pub struct SpoolWriter {
     max_bytes: u64,
     budget_limit: u64,
     dir: Option<PathBuf>,
+    /// A file write failed: the spool takes nothing more.
+    broken: bool,
 }
 
 impl SpoolWriter {
@@ -36,6 +38,7 @@ impl SpoolWriter {
             max_bytes: config.max_bytes,
             budget_limit: config.budget.limit(),
             dir: config.dir.clone(),
+            broken: false,
         }
     }
 
@@ -46,6 +49,9 @@ impl SpoolWriter {
     /// [`push`](Self::push) that frame: memory stays within the memory limit plus two
     /// 64 KiB chunks plus one frame.
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SpoolError>> {
+        if self.broken {
+            return Poll::Ready(Err(broken()));
+        }
         loop {
             if let Some(write) = self.write.as_mut() {
                 let result = match Pin::new(write).poll(cx) {
@@ -66,7 +72,10 @@ impl SpoolWriter {
                 self.write = None;
                 match result {
                     Ok(file) => lock(&self.shared).written(file),
-                    Err(err) => return Poll::Ready(Err(SpoolError::Io(err))),
+                    Err(err) => {
+                        self.broken = true;
+                        return Poll::Ready(Err(SpoolError::Io(err)));
+                    }
                 }
             }
             let mut state = lock(&self.shared);
@@ -89,6 +98,9 @@ impl SpoolWriter {
     /// Writing to the file happens in [`poll_ready`](Self::poll_ready), on tokio's blocking
     /// pool; `push` itself never blocks.
     pub fn push(&mut self, data: &[u8]) -> Result<(), SpoolError> {
+        if self.broken {
+            return Err(broken());
+        }
         let mut state = lock(&self.shared);
         if state.reader_gone {
             return Err(SpoolError::ReaderGone);
@@ -163,6 +175,12 @@ impl SpoolWriter {
         }
         state.wake_reader();
     }
+}
+
+fn broken() -> SpoolError {
+    SpoolError::Io(std::io::Error::other(
+        "an earlier write to the spool file failed",
+    ))
 }
 
 impl Drop for SpoolWriter {

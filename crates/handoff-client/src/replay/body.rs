@@ -89,15 +89,17 @@ where
         if self.ended {
             return true;
         }
-        let source = lock(&self.source);
+        let mut source = lock(&self.source);
+        // hyper asks when it writes the request head on a connection: the replay was taken
+        // (an h2 stream then may wait for the peer's window before its body is polled).
+        source.attempts[self.attempt].polled = true;
         source.is_active(self.attempt)
             && !source.echo_pending()
+            // Not while kept trailers are still to be re-sent.
+            && (source.trailers.is_none() || source.attempts[self.attempt].sent_trailers)
             && match &source.client {
                 Client::Streaming(body) => body.is_end_stream(),
-                // Not while kept trailers are still to be re-sent.
-                Client::Ended => {
-                    source.trailers.is_none() || source.attempts[self.attempt].sent_trailers
-                }
+                Client::Ended => true,
                 Client::Failed => false,
             }
     }
@@ -106,7 +108,8 @@ where
         if self.ended {
             return SizeHint::with_exact(0);
         }
-        let source = lock(&self.source);
+        let mut source = lock(&self.source);
+        source.attempts[self.attempt].polled = true;
         if !source.is_active(self.attempt) || source.checked_out {
             return SizeHint::default();
         }
@@ -258,9 +261,11 @@ where
             source.client = Client::Failed;
             Poll::Ready(Some(Err(err.into())))
         }
+        // A replay whose client ended (hyper stops polling after the trailers, so this is
+        // where a replay sees the end) still sends the kept trailers.
         Poll::Ready(None) => {
             source.client = Client::Ended;
-            Poll::Ready(None)
+            Poll::Ready(resend_trailers(source, attempt))
         }
         Poll::Pending => {
             source.attempts[attempt].park(cx);

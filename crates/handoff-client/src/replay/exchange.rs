@@ -83,7 +83,7 @@ impl<B> Exchange<B> {
             });
         }
         let echo = response.into_body().map_err(Into::into).boxed_unsync();
-        let (attempt, unused) = {
+        let (attempt, unused) = 'detach: {
             let mut source = lock(&self.source);
             if let Some(kind) = &source.failure {
                 return Err(kind.clone());
@@ -103,15 +103,24 @@ impl<B> Exchange<B> {
                 let spool = &self.config.spool;
                 let timeout = self.config.echo_timeout;
                 let stats = self.config.stats.clone();
-                prefetch::spawn(echo, sent, spool, timeout, stats, release).map_err(|err| {
-                    tracing::warn!(error = %err, bytes = sent, "no room to spool the echo");
-                    Kind::SpoolFull { expected: sent }
-                })?
+                match prefetch::spawn(echo, sent, spool, timeout, stats, release) {
+                    Ok(spooled) => spooled,
+                    Err((echo, err)) => {
+                        tracing::warn!(error = %err, bytes = sent, "no room to spool the echo");
+                        break 'detach (None, Some(echo));
+                    }
+                }
             };
-            source.detach(echo, backend.clone())
+            let (attempt, unused) = source.detach(echo, backend.clone());
+            (Some(attempt), unused)
         };
-        // Nothing was forwarded: drop the old exchange at once (outside the lock).
+        // Nothing was forwarded, or no room to spool: drop the old exchange at once, outside
+        // the lock.
         drop(unused);
+        let Some(attempt) = attempt else {
+            let sent = lock(&self.source).active_forwarded().1;
+            return Err(Kind::SpoolFull { expected: sent });
+        };
         self.replays += 1;
         self.config.stats.add_replay();
         tracing::debug!(replay = self.replays, backend = %backend, "379: replaying on another backend");

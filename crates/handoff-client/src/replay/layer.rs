@@ -59,8 +59,10 @@ impl ReplayLayer {
     }
 
     /// The longest a replay may wait for an upstream to take it: for the inner service to
-    /// become ready, connect, and start reading the replay's body (or answer). Past it the
-    /// client gets `502`. Once the upstream reads the body, only
+    /// become ready and connect, up to hyper writing the replay's head on a connection
+    /// (when it asks the body's size) or reading its body, or an answer. Past it the client
+    /// gets `502`. An HTTP/2 stream queued behind the peer's concurrency limit before its
+    /// head is written counts as waiting. Once the upstream reads the body, only
     /// [`echo_timeout`](Self::echo_timeout) and the upstream's own timeouts apply, however
     /// long the upload. The echo is taken from the old origin meanwhile. Default 10 s.
     pub fn replay_timeout(mut self, timeout: Duration) -> Self {

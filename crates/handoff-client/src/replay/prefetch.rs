@@ -34,7 +34,8 @@ pub(super) type OnComplete = Box<dyn FnOnce() + Send>;
 
 /// Starts reading `echo`, of which `sent` bytes are expected, into a spool bounded by
 /// `config`; returns the body that reads the spool. Refused when the spool's bounds cannot
-/// hold `sent` bytes.
+/// hold `sent` bytes: the echo comes back with the error, for the caller to drop outside its
+/// lock (it may hold a request body whose drop takes that lock).
 pub(super) fn spawn(
     echo: EchoBody,
     sent: u64,
@@ -42,9 +43,11 @@ pub(super) fn spawn(
     timeout: Duration,
     stats: ReplayStats,
     on_complete: OnComplete,
-) -> Result<EchoBody, SpoolError> {
+) -> Result<EchoBody, (EchoBody, SpoolError)> {
     let (mut writer, reader) = spool(config);
-    writer.reserve(sent)?;
+    if let Err(err) = writer.reserve(sent) {
+        return Err((echo, err));
+    }
     let task = EchoTask {
         echo,
         writer,

@@ -95,9 +95,14 @@ where
         // `Partial-Post-Replay` would tell the origin this is a replay when it is not. `0`
         // on a first attempt tells the origin a proxy that understands `379` is in front
         // (the origin layer's default predicate asks for it, see `handoff_server::replay`).
-        parts
-            .headers
-            .insert(handoff_proto::ppr::REPLAY_COUNT, ppr::replay_count_value(0));
+        // With `max_replays(0)` every 379 would be a 502: do not invite one.
+        if self.config.max_replays > 0 {
+            parts
+                .headers
+                .insert(ppr::REPLAY_COUNT, ppr::replay_count_value(0));
+        } else {
+            parts.headers.remove(ppr::REPLAY_COUNT);
+        }
         // Part A, intermediary 1: the body is shared, counted and hashed, never copied.
         let source = Source::new(body, self.config.stats.clone(), self.config.echo_timeout);
         let exchange = Exchange::new(&parts, source.clone(), &self.config);

@@ -73,7 +73,8 @@ pub(super) struct Attempt {
     pub(super) digest: Sha256,
     pub(super) state: AttemptState,
     pub(super) waker: Option<Waker>,
-    /// Its body was polled: an upstream took this attempt.
+    /// An upstream took this attempt: hyper wrote its head (asked the body's size or end)
+    /// or polled its body.
     pub(super) polled: bool,
     /// It forwarded the client's trailers (or sent the kept copy, see `trailers`).
     pub(super) sent_trailers: bool,

@@ -31,6 +31,7 @@ impl EchoHead {
         let mut response = Response::new(EchoBody {
             consumed: Some(handoff.consumed),
             rest: handoff.rest,
+            failed: false,
         });
         *response.status_mut() = ppr::status();
         *response.headers_mut() = ppr::echo_headers(&self.method, &self.uri, &self.headers);
@@ -56,6 +57,8 @@ pub struct EchoBody<B> {
     /// `None` once read to its end: the spool, its file and its budget are released.
     consumed: Option<SpoolReader>,
     rest: Pin<Box<B>>,
+    /// The echo failed: it yields nothing more (a gap must not follow an error).
+    failed: bool,
 }
 
 impl<B> Body for EchoBody<B>
@@ -70,6 +73,9 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
         if let Some(consumed) = self.consumed.as_mut() {
             match ready!(Pin::new(consumed).poll_frame(cx)) {
                 Some(Ok(frame)) => return Poll::Ready(Some(Ok(frame))),
@@ -78,6 +84,7 @@ where
                     // the proxy sees (and answers 502) rather than a silent gap.
                     tracing::warn!(error = %err, "echo spool unreadable; cutting the 379 short");
                     self.consumed = None;
+                    self.failed = true;
                     return Poll::Ready(Some(Err(err)));
                 }
                 None => self.consumed = None,
@@ -94,7 +101,9 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.consumed.as_ref().is_none_or(|c| c.is_end_stream()) && self.rest.is_end_stream()
+        self.failed
+            || (self.consumed.as_ref().is_none_or(|c| c.is_end_stream())
+                && self.rest.is_end_stream())
     }
 }
 

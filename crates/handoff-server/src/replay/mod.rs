@@ -34,6 +34,10 @@
 //! request whose spill file fails is logged at `warn` and drains instead of being handed
 //! off. The record is released the moment the body completes.
 //!
+//! The cost: while it runs, every eligible upload past the memory limit is written to disk
+//! once more than the handler writes it, and holds one file descriptor. Where the system's
+//! temp dir is a tmpfs, that "disk" is memory: point `echo_spool_dir` at a real disk.
+//!
 //! # Prior knowledge
 //!
 //! A `379` must never reach an end user (part A, server 2). So by default the layer hands
