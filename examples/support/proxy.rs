@@ -39,6 +39,8 @@ pub(crate) struct ProxyConfig {
     pub(crate) replay: bool,
     /// How long a 379's echo may stall; `None` keeps the layer's default.
     pub(crate) echo_timeout: Option<Duration>,
+    /// How long a replay may wait for an upstream to take it; `None` keeps the default.
+    pub(crate) replay_timeout: Option<Duration>,
     /// How long [`ProxyHandle::wait`] lets in-flight requests finish.
     pub(crate) drain_timeout: Duration,
     /// How down backends are probed.
@@ -54,6 +56,7 @@ impl ProxyConfig {
             max_replays: 3,
             replay: true,
             echo_timeout: None,
+            replay_timeout: None,
             drain_timeout: Duration::from_secs(30),
             health: HealthCheck::default(),
         }
@@ -95,6 +98,12 @@ impl ProxyConfig {
         self
     }
 
+    /// Sets [`Self::replay_timeout`].
+    pub(crate) fn replay_timeout(mut self, replay_timeout: Duration) -> Self {
+        self.replay_timeout = Some(replay_timeout);
+        self
+    }
+
     /// Sets [`Self::drain_timeout`].
     pub(crate) fn drain_timeout(mut self, drain_timeout: Duration) -> Self {
         self.drain_timeout = drain_timeout;
@@ -131,6 +140,9 @@ pub(crate) async fn spawn_proxy(
         .stats(stats.clone());
     if let Some(echo_timeout) = cfg.echo_timeout {
         layer = layer.echo_timeout(echo_timeout);
+    }
+    if let Some(replay_timeout) = cfg.replay_timeout {
+        layer = layer.replay_timeout(replay_timeout);
     }
     let spool = layer.echo_spool_budget().clone();
 

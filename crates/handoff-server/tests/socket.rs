@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use handoff_server::replay::PartialPostReplayLayer;
+use handoff_server::replay::{PartialPostReplayLayer, ReplayControl};
 use handoff_server::Shutdown;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -273,4 +273,104 @@ async fn h2c_stream_gets_the_379_and_the_connection_a_goaway() {
         .unwrap()
         .unwrap();
     tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
+}
+
+/// Issue 10 item 4 over TCP: a handler's side effect runs exactly once with `claim`.
+#[derive(Clone, Default)]
+struct Effects {
+    read_first: Arc<Notify>,
+    go: Arc<Notify>,
+    done: Arc<AtomicUsize>,
+}
+
+/// Reads a first frame, then hands the side effect to a spawned task that awaits `go`
+/// before it claims and runs it (the handler may be gone by then), then reads the rest.
+/// With `claim_first`, the handler claims the request before spawning.
+async fn effect(State((effects, claim_first)): State<(Effects, bool)>, request: Request) -> String {
+    let control = request
+        .extensions()
+        .get::<ReplayControl>()
+        .cloned()
+        .expect("the layer adds ReplayControl");
+    let mut body = request.into_body();
+    let _ = body.frame().await;
+    if claim_first {
+        control.claim().expect("nothing handed back yet");
+    }
+    effects.read_first.notify_one();
+    let work = effects.clone();
+    let spawned = tokio::spawn(async move {
+        work.go.notified().await;
+        // Before the effect: an atomic check-and-withdraw against the shutdown's handoff.
+        if control.claim().is_ok() {
+            work.done.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let _ = spawned.await;
+    let mut len = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        len += frame.data_ref().map_or(0, Bytes::len);
+    }
+    len.to_string()
+}
+
+async fn serve_effect(
+    claim_first: bool,
+) -> (std::net::SocketAddr, Shutdown, Effects, JoinHandle<()>) {
+    let shutdown = Shutdown::new();
+    let effects = Effects::default();
+    let app = Router::new()
+        .route("/effect", post(effect))
+        .with_state((effects.clone(), claim_first))
+        .layer(PartialPostReplayLayer::new(shutdown.clone()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let signal = shutdown.signalled();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(signal)
+            .await
+            .unwrap();
+    });
+    (addr, shutdown, effects, server)
+}
+
+async fn effect_run(claim_first: bool) -> (String, usize) {
+    let (addr, shutdown, effects, server) = serve_effect(claim_first).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"POST /effect HTTP/1.1\r\nHost: origin.test\r\nPartial-Post-Replay: 0\r\nContent-Length: 11\r\n\r\nhello ")
+        .await
+        .unwrap();
+    tokio::time::timeout(LIMIT, effects.read_first.notified())
+        .await
+        .unwrap();
+    // The deploy begins while the side effect is still ahead of the handler.
+    shutdown.trigger();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    effects.go.notify_one();
+    stream.write_all(b"world").await.ok();
+    let (head, _) = tokio::time::timeout(LIMIT, read_head(&mut stream))
+        .await
+        .unwrap();
+    drop(stream);
+    tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
+    // The spawned work has run by now, whichever way it went.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    (head, effects.done.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn a_claimed_request_is_not_handed_back_and_its_effect_runs_once() {
+    let (head, effects) = effect_run(true).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(effects, 1);
+}
+
+#[tokio::test]
+async fn work_the_handler_spawned_sees_the_handoff_and_skips_its_effect() {
+    let (head, effects) = effect_run(false).await;
+    // Handed back: the proxy will replay it elsewhere, so the effect must not run here.
+    assert!(head.starts_with("http/1.1 379"), "{head}");
+    assert_eq!(effects, 0);
 }
