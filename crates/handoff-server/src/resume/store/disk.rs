@@ -434,6 +434,7 @@ mod tests {
     use crate::resume::store::StoredHead;
     use http::{HeaderMap, HeaderValue, StatusCode};
     use proptest::prelude::*;
+    use std::time::Duration;
     use tempfile::TempDir;
 
     async fn with_resource(complete_length: Option<u64>) -> (TempDir, DiskStore, ResourceId) {
@@ -998,6 +999,23 @@ mod tests {
         proptest::collection::vec(op, 1..24)
     }
 
+    /// Opens the store again right after the last handle was dropped. Another test of this
+    /// binary that spawns a process forks while our lock file is open: until the child
+    /// execs, it shares the lock (flock follows the open file, `O_CLOEXEC` acts only at exec),
+    /// so a reopen may briefly see `WouldBlock`.
+    async fn reopen(dir: &Path) -> DiskStore {
+        for _ in 0..100 {
+            match DiskStore::open(dir).await {
+                Ok(store) => return store,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(err) => panic!("{err}"),
+            }
+        }
+        panic!("the store's lock stayed held after its last handle was dropped");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -1032,7 +1050,7 @@ mod tests {
                         }
                         Op::Reopen => {
                             drop(store);
-                            store = DiskStore::open(dir.path()).await.unwrap();
+                            store = reopen(dir.path()).await;
                         }
                     }
                     let on_disk = fs::read(body_path(&dir, id)).unwrap();
