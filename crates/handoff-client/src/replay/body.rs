@@ -5,7 +5,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use sha2::Digest;
 
 use super::echo_step::{poll_top_echo, EchoFrame, EchoStep};
 use super::error::{Kind, ReplayError};
@@ -292,7 +291,9 @@ fn resend_trailers<B>(
 fn forward<B>(source: &mut Source<B>, attempt: usize, data: &Bytes) {
     let attempt = &mut source.attempts[attempt];
     attempt.forwarded += data.len() as u64;
-    attempt.digest.update(data);
+    if let Some(tag) = &mut attempt.tag {
+        tag.update(data);
+    }
 }
 
 #[cfg(test)]

@@ -10,10 +10,9 @@ use bytes::Bytes;
 use http::uri::Authority;
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
-use sha2::digest::Output;
-use sha2::{Digest, Sha256};
 use tokio::time::{Instant, Sleep};
 
+use super::check::{EchoKey, StreamTag, Tag};
 use super::error::Kind;
 use super::prefetch::{EchoOverflow, EchoStalled};
 use super::stats::ReplayStats;
@@ -31,9 +30,9 @@ pub(super) struct Echo {
     /// the next attempt before anything else of this echo.
     stash: Option<Bytes>,
     sent: u64,
-    digest: Output<Sha256>,
+    digest: Tag,
     received: u64,
-    hasher: Sha256,
+    hasher: StreamTag,
     /// The detached attempt to release once the echo is complete.
     pub(super) attempt: usize,
     pub(super) backend: Authority,
@@ -53,7 +52,7 @@ impl Echo {
     pub(super) fn new(
         body: EchoBody,
         sent: u64,
-        digest: Output<Sha256>,
+        (key, digest): (EchoKey, Tag),
         attempt: usize,
         backend: Authority,
         timeout: Duration,
@@ -64,7 +63,7 @@ impl Echo {
             sent,
             digest,
             received: 0,
-            hasher: Sha256::new(),
+            hasher: StreamTag::new(&key),
             attempt,
             backend,
             timeout,
@@ -207,7 +206,10 @@ mod tests {
         let body = StreamBody::new(futures_util::stream::iter(frames))
             .map_err(|never| match never {})
             .boxed_unsync();
-        let digest = Sha256::digest(sent);
+        let key = EchoKey::fixed([7; 16]);
+        let mut tag = StreamTag::new(&key);
+        tag.update(sent);
+        let digest = (key, tag.finalize());
         Echo::new(
             body,
             sent.len() as u64,

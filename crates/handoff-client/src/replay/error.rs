@@ -41,7 +41,7 @@ pub(super) enum Kind {
         received: u64,
         source: Option<Arc<dyn Error + Send + Sync>>,
     },
-    /// The echo's SHA-256 differs from that of the forwarded bytes.
+    /// The echo's keyed tag differs from that of the forwarded bytes.
     EchoMismatch { expected: u64 },
     /// No echoed frame within the configured time.
     EchoTimeout { timeout: Duration },
@@ -63,6 +63,8 @@ pub(super) enum Kind {
     /// The layer's echo spool cannot hold the `expected` bytes (its per-request bound or
     /// its total budget).
     SpoolFull { expected: u64 },
+    /// The request has no echo key (the system's random source failed).
+    NoEchoKey,
     /// No upstream started to take a replay within the replay timeout.
     ReplayNotTaken { timeout: Duration },
 }
@@ -129,6 +131,7 @@ impl ReplayError {
                 | Kind::EchoDiscarded
                 | Kind::Abandoned
                 | Kind::SpoolFull { .. }
+                | Kind::NoEchoKey
                 | Kind::ReplayNotTaken { .. }
         )
     }
@@ -162,6 +165,7 @@ impl fmt::Display for Kind {
             Kind::SpoolFull { expected } => {
                 write!(f, "no room in the echo spool for {expected} bytes")
             }
+            Kind::NoEchoKey => f.write_str("no random echo key for this request"),
             Kind::ReplayNotTaken { timeout } => {
                 write!(f, "no upstream took the replay within {timeout:?}")
             }

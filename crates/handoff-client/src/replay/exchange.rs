@@ -93,6 +93,10 @@ impl<B> Exchange<B> {
             if source.discarded > 0 {
                 return Err(Kind::EchoDiscarded);
             }
+            // No key, no way to check the echo (see `check`): never replayed.
+            if source.key.is_none() {
+                return Err(Kind::NoEchoKey);
+            }
             // Under the lock, so the attempt cannot forward a byte between the count being
             // read and the attempt being detached.
             let (detached, sent) = source.active_forwarded();

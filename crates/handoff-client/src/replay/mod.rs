@@ -6,7 +6,8 @@
 //! hyper-util's client) and turns that `379` into a replay on another backend, so the end
 //! client never sees an error and never re-sends a byte (part A, intermediary side):
 //!
-//! 1. Each request body is forwarded as it arrives, counted and hashed (SHA-256); the layer
+//! 1. Each request body is forwarded as it arrives, counted and tagged with a keyed
+//!    universal hash (POLYVAL under a random per-request key; see "The echo check"); the layer
 //!    keeps no copy of it. [`ReplayStats::max_held_bytes`] stays at one frame per request.
 //!    Only a `379`'s echo is kept, for as long as the replay needs it (see below).
 //! 2. On a `379` the layer stops forwarding to that origin and rebuilds the request from its
@@ -26,6 +27,17 @@
 //! 5. A replay's response, whatever its status, is held until its echo is verified
 //!    (intermediary 6), then passed to the client as is; see below when it comes before its
 //!    upstream read the whole echo.
+//!
+//! # The echo check
+//!
+//! The layer keeps a 16-byte tag of the bytes it forwards to each origin, never the bytes,
+//! and compares it with the tag of the echo before the frame that completes the echo goes
+//! on. The tag is POLYVAL, the universal hash of AES-GCM-SIV (RFC 8452), under a key drawn
+//! at random for each client request that never leaves the layer. Echoes are compared only
+//! at the forwarded length, and two different streams of `n` 16-byte blocks collide for at
+//! most `n` of the 2^128 keys, so an origin that does not know the key passes a different
+//! echo with probability at most `n / 2^128` (2^-100 for a 4 GiB body), whatever it sends.
+//! It costs a fraction of SHA-256's CPU (carry-less multiplication where the CPU has it).
 //!
 //! # The echo spool
 //!
@@ -82,7 +94,7 @@
 //!   as for any replay.
 //!
 //! Reading it itself, the layer checks the echo exactly as the body would (count and
-//! SHA-256, part A intermediary 4 and 6), one frame at a time from its spool, and discards
+//! tag, part A intermediary 4 and 6), one frame at a time from its spool, and discards
 //! the bytes.
 //! A verified echo lets the answer through unchanged (so the balancer's `503` reaches the
 //! client as `503`); a wrong or stalled one answers `502`. The replay's upload can never be
@@ -201,6 +213,7 @@
 //! [`ServedBy`]: crate::backend::ServedBy
 
 mod body;
+mod check;
 mod drain;
 mod echo;
 mod echo_step;

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
+use super::check::{EchoKey, StreamTag};
 use http::uri::Authority;
-use sha2::{Digest, Sha256};
 
 use super::echo::{Echo, EchoBody};
 use super::error::Kind;
@@ -58,6 +58,8 @@ pub(super) struct Source<B> {
     pub(super) discarded: u64,
     pub(super) stats: ReplayStats,
     pub(super) echo_timeout: Duration,
+    /// This request's echo key (see `check`); `None` if no random key could be drawn.
+    pub(super) key: Option<EchoKey>,
 }
 
 pub(super) enum Client<B> {
@@ -69,8 +71,9 @@ pub(super) enum Client<B> {
 pub(super) struct Attempt {
     /// Bytes handed to this attempt's upstream connection (part A, intermediary 1).
     pub(super) forwarded: u64,
-    /// Running SHA-256 of those bytes (part A, intermediary 6): no copy is kept.
-    pub(super) digest: Sha256,
+    /// Running keyed tag of those bytes (part A, intermediary 6, see `check`): no copy is
+    /// kept. `None` without a key (the request is never replayed).
+    pub(super) tag: Option<StreamTag>,
     pub(super) state: AttemptState,
     pub(super) waker: Option<Waker>,
     /// An upstream took this attempt: hyper wrote its head (asked the body's size or end)
@@ -98,10 +101,10 @@ pub(super) enum AttemptState {
 }
 
 impl Attempt {
-    fn new() -> Self {
+    fn new(key: Option<&EchoKey>) -> Self {
         Attempt {
             forwarded: 0,
-            digest: Sha256::new(),
+            tag: key.map(StreamTag::new),
             state: AttemptState::Active,
             waker: None,
             polled: false,
@@ -126,11 +129,13 @@ impl Attempt {
 
 impl<B> Source<B> {
     pub(super) fn new(body: B, stats: ReplayStats, echo_timeout: Duration) -> SharedSource<B> {
+        let key = EchoKey::random();
         Arc::new(Mutex::new(Source {
             client: Client::Streaming(Box::pin(body)),
             echoes: Vec::new(),
             checked_out: false,
-            attempts: vec![Attempt::new()],
+            attempts: vec![Attempt::new(key.as_ref())],
+            key,
             trailers: None,
             failure: None,
             head_waiter: None,
@@ -204,17 +209,24 @@ impl<B> Source<B> {
         let attempt = &mut self.attempts[index];
         attempt.state = AttemptState::Detached;
         let sent = attempt.forwarded;
-        let digest = attempt.digest.clone().finalize();
+        // Every attempt has a tag when the request has a key, which the caller checked; a
+        // missing one could only make the echo fail its check (502), never pass.
+        let tag = attempt
+            .tag
+            .clone()
+            .map(StreamTag::finalize)
+            .unwrap_or_default();
         let unused = if sent == 0 {
             self.release(index);
             Some(echo)
         } else {
             let timeout = self.echo_timeout;
+            let key = self.key.unwrap_or(EchoKey::NONE);
             self.echoes
-                .push(Echo::new(echo, sent, digest, index, backend, timeout));
+                .push(Echo::new(echo, sent, (key, tag), index, backend, timeout));
             None
         };
-        self.attempts.push(Attempt::new());
+        self.attempts.push(Attempt::new(self.key.as_ref()));
         (self.active(), unused)
     }
 
