@@ -12,7 +12,7 @@ use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
 use tokio::time::{Instant, Sleep};
 
-use super::check::{EchoKey, StreamTag, Tag};
+use super::check::{StreamTag, Tag};
 use super::error::Kind;
 use super::prefetch::{EchoOverflow, EchoStalled};
 use super::stats::ReplayStats;
@@ -30,9 +30,10 @@ pub(super) struct Echo {
     /// the next attempt before anything else of this echo.
     stash: Option<Bytes>,
     sent: u64,
-    digest: Tag,
+    /// The tag of the forwarded bytes; `None` (no key) fails every check.
+    digest: Option<Tag>,
     received: u64,
-    hasher: StreamTag,
+    hasher: Option<StreamTag>,
     /// The detached attempt to release once the echo is complete.
     pub(super) attempt: usize,
     pub(super) backend: Authority,
@@ -52,7 +53,7 @@ impl Echo {
     pub(super) fn new(
         body: EchoBody,
         sent: u64,
-        (key, digest): (EchoKey, Tag),
+        forwarded: Option<StreamTag>,
         attempt: usize,
         backend: Authority,
         timeout: Duration,
@@ -61,9 +62,9 @@ impl Echo {
             body: Some(body),
             stash: None,
             sent,
-            digest,
+            digest: forwarded.clone().map(StreamTag::finalize),
             received: 0,
-            hasher: StreamTag::new(&key),
+            hasher: forwarded.as_ref().map(StreamTag::fresh),
             attempt,
             backend,
             timeout,
@@ -143,17 +144,27 @@ impl Echo {
                     expected: self.sent,
                 }));
             }
-            self.hasher.update(&data);
+            if let Some(hasher) = &mut self.hasher {
+                hasher.update(&data);
+            }
             self.received += len;
             let complete = self.received == self.sent;
             // Part A, intermediary 6: check the digest before the frame that completes the
             // echo goes anywhere, so no origin ever receives a complete, altered body.
-            if complete && self.hasher.clone().finalize() != self.digest {
+            if complete && !self.passes() {
                 return Poll::Ready(Err(Kind::EchoMismatch {
                     expected: self.sent,
                 }));
             }
             return Poll::Ready(Ok(EchoData { data, complete }));
+        }
+    }
+
+    /// Whether the echo's tag equals the forwarded bytes' (only asked at the same length).
+    fn passes(&self) -> bool {
+        match (&self.hasher, &self.digest) {
+            (Some(hasher), Some(digest)) => hasher.clone().finalize() == *digest,
+            _ => false,
         }
     }
 
@@ -193,6 +204,7 @@ pub(super) fn deadline(timeout: Duration) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replay::check::EchoKey;
     use http_body::Frame;
     use http_body_util::{BodyExt, StreamBody};
     use std::convert::Infallible;
@@ -206,14 +218,12 @@ mod tests {
         let body = StreamBody::new(futures_util::stream::iter(frames))
             .map_err(|never| match never {})
             .boxed_unsync();
-        let key = EchoKey::fixed([7; 16]);
-        let mut tag = StreamTag::new(&key);
-        tag.update(sent);
-        let digest = (key, tag.finalize());
+        let mut forwarded = StreamTag::new(&EchoKey::fixed([7; 16]));
+        forwarded.update(sent);
         Echo::new(
             body,
             sent.len() as u64,
-            digest,
+            Some(forwarded),
             0,
             Authority::from_static("a:1"),
             Duration::from_secs(1),
@@ -225,6 +235,17 @@ mod tests {
         poll_fn(|cx| echo.poll_data(cx, &stats))
             .await
             .map(|d| (d.data, d.complete))
+    }
+
+    #[tokio::test]
+    async fn without_a_forwarded_tag_even_an_exact_echo_fails() {
+        let mut echo = echo_of(&[b"hello"], b"hello");
+        echo.digest = None;
+        echo.hasher = None;
+        assert!(matches!(
+            next(&mut echo).await,
+            Err(Kind::EchoMismatch { expected: 5 })
+        ));
     }
 
     #[tokio::test]

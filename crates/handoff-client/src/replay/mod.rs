@@ -36,7 +36,8 @@
 //! at random for each client request that never leaves the layer. Echoes are compared only
 //! at the forwarded length, and two different streams of `n` 16-byte blocks collide for at
 //! most `n` of the 2^128 keys, so an origin that does not know the key passes a different
-//! echo with probability at most `n / 2^128` (2^-100 for a 4 GiB body), whatever it sends.
+//! echo with probability at most `n / 2^128` (2^-100 for a 4 GiB body), whatever it sends:
+//! the first mismatch fails the whole request, so the key is never tried twice.
 //! It costs a fraction of SHA-256's CPU (carry-less multiplication where the CPU has it).
 //!
 //! # The echo spool

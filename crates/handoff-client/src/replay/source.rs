@@ -209,21 +209,17 @@ impl<B> Source<B> {
         let attempt = &mut self.attempts[index];
         attempt.state = AttemptState::Detached;
         let sent = attempt.forwarded;
-        // Every attempt has a tag when the request has a key, which the caller checked; a
-        // missing one could only make the echo fail its check (502), never pass.
-        let tag = attempt
-            .tag
-            .clone()
-            .map(StreamTag::finalize)
-            .unwrap_or_default();
+        // The echo is checked against this attempt's own tag, under its own key (see
+        // `check`). Without one (no key: the caller refuses to replay such a request) the
+        // echo can only fail its check.
+        let forwarded = attempt.tag.clone();
         let unused = if sent == 0 {
             self.release(index);
             Some(echo)
         } else {
             let timeout = self.echo_timeout;
-            let key = self.key.unwrap_or(EchoKey::NONE);
             self.echoes
-                .push(Echo::new(echo, sent, (key, tag), index, backend, timeout));
+                .push(Echo::new(echo, sent, forwarded, index, backend, timeout));
             None
         };
         self.attempts.push(Attempt::new(self.key.as_ref()));
