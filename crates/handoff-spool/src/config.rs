@@ -69,7 +69,7 @@ impl SpoolConfig {
         self
     }
 
-    /// The largest data frame the reader yields (default and most: 64 KiB). Bytes are
+    /// The largest data frame the reader yields (default and most: 256 KiB). Bytes are
     /// copied in, so frame boundaries are not kept: the reader yields what is there, in
     /// frames of up to this size.
     pub fn frame_size(mut self, bytes: usize) -> Self {

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
 /// The most a spool moves to or from its file in one operation.
-pub(crate) const CHUNK: usize = 64 * 1024;
+pub(crate) const CHUNK: usize = 256 * 1024;
 
 /// A write in flight; yields the file (created by the first write).
 pub(crate) type Write = JoinHandle<io::Result<Arc<File>>>;

@@ -5,7 +5,7 @@
 //! takes from that origin as fast as it comes, until the replacement origin has read it.
 //! Both want the same thing, built once here: a single-writer, single-reader byte stream
 //! that holds at most [`memory_limit`](SpoolConfig::memory_limit) bytes in memory (plus two
-//! 64 KiB chunks on their way to disk), spills the rest to an unlinked temporary file
+//! 256 KiB chunks on their way to disk), spills the rest to an unlinked temporary file
 //! (`tempfile`, so nothing is left behind even after a crash), and has two bounds: bytes per
 //! spool ([`max_bytes`](SpoolConfig::max_bytes)) and bytes of all spools together
 //! ([`SpoolBudget`]).

@@ -50,7 +50,7 @@ async fn large_streams_spill_and_memory_stays_bounded() {
     assert_eq!(writer.len(), 1_000_000);
     // The memory tier, plus what waits for the disk (two chunks), plus one frame.
     assert!(
-        max_in_memory <= 1000 + 2 * 65536 + 10_000,
+        max_in_memory <= 1000 + 2 * crate::file::CHUNK + 10_000,
         "{max_in_memory}"
     );
     writer.finish();
@@ -165,7 +165,7 @@ async fn a_missing_dir_is_an_io_error() {
         .memory_limit(0)
         .dir("/nonexistent/handoff-spool");
     let (mut writer, _reader) = spool(&config);
-    writer.push(&[0; 70_000]).unwrap();
+    writer.push(&[0; 300_000]).unwrap();
     // The failed write is seen by the first `poll_ready` after it completed.
     let mut result = Ok(());
     for _ in 0..500 {
@@ -243,7 +243,7 @@ async fn a_failed_write_stays_failed() {
         .memory_limit(0)
         .dir("/nonexistent/handoff-spool");
     let (mut writer, _reader) = spool(&config);
-    writer.push(&[0; 70_000]).unwrap();
+    writer.push(&[0; 300_000]).unwrap();
     let mut failed = false;
     for _ in 0..500 {
         if poll_fn(|cx| writer.poll_ready(cx)).await.is_err() {

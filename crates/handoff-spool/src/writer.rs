@@ -47,7 +47,7 @@ impl SpoolWriter {
     ///
     /// Call it before reading the next frame from wherever the bytes come from, then
     /// [`push`](Self::push) that frame: memory stays within the memory limit plus two
-    /// 64 KiB chunks plus one frame.
+    /// 256 KiB chunks plus one frame.
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SpoolError>> {
         if self.broken {
             return Poll::Ready(Err(broken()));

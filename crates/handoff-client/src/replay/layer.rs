@@ -93,7 +93,7 @@ impl ReplayLayer {
     }
 
     /// The largest frame a replay's body sends from an echo spool (default and most:
-    /// 64 KiB). The spool copies echo bytes in, so the origin's frame boundaries are not
+    /// 256 KiB). The spool copies echo bytes in, so the origin's frame boundaries are not
     /// kept.
     pub fn echo_frame_size(mut self, bytes: usize) -> Self {
         self.spool = self.spool.frame_size(bytes);

@@ -63,7 +63,7 @@ impl ReplayStats {
 
     /// The peak of [`held_bytes`](Self::held_bytes): at most one frame per request in flight
     /// (a client's frames are as large as the connection delivers them, up to hyper's read
-    /// buffer of a few hundred KiB; an echo's are read back from its spool, up to 64 KiB),
+    /// buffer of a few hundred KiB; an echo's are read back from its spool, up to 256 KiB),
     /// since the layer keeps no copy of the client's body (part A, intermediary 1). Echoes
     /// are the exception: see [`spooled_bytes`](Self::spooled_bytes).
     pub fn max_held_bytes(&self) -> u64 {

@@ -67,7 +67,7 @@ impl<P> PartialPostReplayLayer<P> {
 
     /// How many consumed bytes one request keeps in memory for its echo (default
     /// [`DEFAULT_ECHO_MEMORY_LIMIT`], like nginx's `client_body_buffer_size`); the rest goes
-    /// to an unlinked temporary file, so memory per request stays this plus two 64 KiB
+    /// to an unlinked temporary file, so memory per request stays this plus two 256 KiB
     /// chunks whatever the body's size. Bytes are copied in, so a client sending tiny
     /// frames cannot make the server hold more than it counts.
     pub fn echo_memory_limit(mut self, bytes: usize) -> Self {

@@ -27,7 +27,7 @@
 //! [`echo_memory_limit`](PartialPostReplayLayer::echo_memory_limit) bytes (128 KiB) stay in
 //! memory, the rest goes to an unlinked temporary file
 //! ([`echo_spool_dir`](PartialPostReplayLayer::echo_spool_dir)), written on tokio's blocking
-//! pool; the handler's reads wait while more than two 64 KiB chunks are on their way to
+//! pool; the handler's reads wait while more than two 256 KiB chunks are on their way to
 //! disk. So memory per request is bounded whatever the body's size, and the byte bounds
 //! are disk bounds: [`max_echo_bytes`](PartialPostReplayLayer::max_echo_bytes) per request
 //! and [`max_total_echo_bytes`](PartialPostReplayLayer::max_total_echo_bytes) per layer. A
