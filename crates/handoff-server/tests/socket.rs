@@ -49,6 +49,12 @@ async fn serve(replay: bool) -> (std::net::SocketAddr, Shutdown, Seen, JoinHandl
     if replay {
         app = app.layer(PartialPostReplayLayer::new(shutdown.clone()));
     }
+    let (addr, server) = spawn_until(app, &shutdown).await;
+    (addr, shutdown, seen, server)
+}
+
+/// Serves `app` on an ephemeral port until `shutdown`'s graceful shutdown ends.
+async fn spawn_until(app: Router, shutdown: &Shutdown) -> (std::net::SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let signal = shutdown.signalled();
@@ -58,7 +64,7 @@ async fn serve(replay: bool) -> (std::net::SocketAddr, Shutdown, Seen, JoinHandl
             .await
             .unwrap();
     });
-    (addr, shutdown, seen, server)
+    (addr, server)
 }
 
 /// Reads an HTTP/1.1 response head from `stream`, returning it and what followed it.
@@ -323,15 +329,7 @@ async fn serve_effect(
         .route("/effect", post(effect))
         .with_state((effects.clone(), claim_first))
         .layer(PartialPostReplayLayer::new(shutdown.clone()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let signal = shutdown.signalled();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .await
-            .unwrap();
-    });
+    let (addr, server) = spawn_until(app, &shutdown).await;
     (addr, shutdown, effects, server)
 }
 

@@ -111,20 +111,17 @@ impl<B> Exchange<B> {
                     Ok(spooled) => spooled,
                     Err((echo, err)) => {
                         tracing::warn!(error = %err, bytes = sent, "no room to spool the echo");
-                        break 'detach (None, Some(echo));
+                        break 'detach (Err(Kind::SpoolFull { expected: sent }), Some(echo));
                     }
                 }
             };
             let (attempt, unused) = source.detach(echo, backend.clone());
-            (Some(attempt), unused)
+            (Ok(attempt), unused)
         };
         // Nothing was forwarded, or no room to spool: drop the old exchange at once, outside
         // the lock.
         drop(unused);
-        let Some(attempt) = attempt else {
-            let sent = lock(&self.source).active_forwarded().1;
-            return Err(Kind::SpoolFull { expected: sent });
-        };
+        let attempt = attempt?;
         self.replays += 1;
         self.config.stats.add_replay();
         tracing::debug!(replay = self.replays, backend = %backend, "379: replaying on another backend");
