@@ -24,17 +24,7 @@ use tower::{Layer, ServiceExt};
 async fn the_client_completes_across_a_kill_9_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().to_str().unwrap().to_owned();
-    let first = Running::start(
-        "origin",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            "before",
-            "--store",
-            &store,
-        ],
-    );
+    let first = Running::disk_origin("127.0.0.1:0", "before", &store);
     let addr = first.addr;
     // A paced relay keeps the upload in flight long enough to kill the origin under it.
     let relay = Relay::with_rate(addr, faithful(), Some(4 << 20))
@@ -65,10 +55,7 @@ async fn the_client_completes_across_a_kill_9_and_restart() {
     );
     first.kill9();
     let listen = addr.to_string();
-    let second = Running::start(
-        "origin",
-        &["--listen", &listen, "--name", "after", "--store", &store],
-    );
+    let second = Running::disk_origin(&listen, "after", &store);
 
     let response = tokio::time::timeout(Duration::from_secs(40), upload)
         .await

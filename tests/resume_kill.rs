@@ -16,17 +16,7 @@ use tokio::io::AsyncWriteExt;
 async fn a_killed_disk_store_origin_resumes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().to_str().unwrap().to_owned();
-    let first = Running::start(
-        "origin",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            "before",
-            "--store",
-            &store,
-        ],
-    );
+    let first = Running::disk_origin("127.0.0.1:0", "before", &store);
     let addr = first.addr;
     let body = body_of(3 << 20);
     let sent = 1 << 20;
@@ -48,10 +38,7 @@ async fn a_killed_disk_store_origin_resumes_after_restart() {
     drop(stream);
 
     let listen = addr.to_string();
-    let second = Running::start(
-        "origin",
-        &["--listen", &listen, "--name", "after", "--store", &store],
-    );
+    let second = Running::disk_origin(&listen, "after", &store);
     let held = head(second.addr, &request, None).await;
     assert_eq!(held.status, 299, "{held:?}\n{}", second.log());
     let held: u64 = held.header("content-length").unwrap().parse().unwrap();

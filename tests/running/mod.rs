@@ -84,6 +84,15 @@ pub(crate) struct Running {
 }
 
 impl Running {
+    /// Starts the `origin` example named `name` on `listen`, keeping resumable uploads in
+    /// the directory `store` (so that they survive the process).
+    pub(crate) fn disk_origin(listen: &str, name: &str, store: &str) -> Self {
+        Running::start(
+            "origin",
+            &["--listen", listen, "--name", name, "--store", store],
+        )
+    }
+
     /// Starts example `name` with `args` and waits for its `listening on <addr>` line.
     pub(crate) fn start(name: &str, args: &[&str]) -> Self {
         let mut child = Command::new(examples_dir().join(binary_name(name)))
