@@ -56,8 +56,8 @@ pub(super) enum Kind {
     /// The replay's upstream stopped pulling its body before the end of the echo; the layer
     /// read the rest of the echo itself, so this upload can never be completed.
     TakenOver,
-    /// A 379 arrived after the layer had discarded echoed bytes that a replay would need.
-    EchoDiscarded,
+    /// The policy found no backend left for an attempt.
+    NoBackendLeft,
     /// The caller dropped the response future.
     Abandoned,
     /// The layer's echo spool cannot hold the `expected` bytes (its per-request bound or
@@ -73,7 +73,7 @@ impl Kind {
     /// The status of the layer's own answer: `503` when it had no room, `502` otherwise.
     pub(super) fn status(&self) -> http::StatusCode {
         match self {
-            Kind::SpoolFull { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
+            Kind::SpoolFull { .. } | Kind::NoBackendLeft => http::StatusCode::SERVICE_UNAVAILABLE,
             _ => http::StatusCode::BAD_GATEWAY,
         }
     }
@@ -118,9 +118,9 @@ impl ReplayError {
     }
 
     /// The layer ended the upstream request for another reason (too many replays, no
-    /// backend to name, an upstream error, the caller went away, or an upstream that answered
-    /// before reading the whole echo, which the layer then read itself): the upstream request
-    /// is aborted.
+    /// backend to name or none left, an upstream error, the caller went away, no room to
+    /// spool the echo, or an upstream that answered before reading the whole echo, which
+    /// the layer then read itself): the upstream request is aborted.
     pub fn is_aborted(&self) -> bool {
         matches!(
             self.kind,
@@ -128,7 +128,7 @@ impl ReplayError {
                 | Kind::NoBackend
                 | Kind::Upstream
                 | Kind::TakenOver
-                | Kind::EchoDiscarded
+                | Kind::NoBackendLeft
                 | Kind::Abandoned
                 | Kind::SpoolFull { .. }
                 | Kind::NoEchoKey
@@ -158,8 +158,8 @@ impl fmt::Display for Kind {
             Kind::TakenOver => f.write_str(
                 "the upstream stopped reading before the end of the echo; the layer read the rest",
             ),
-            Kind::EchoDiscarded => {
-                f.write_str("a 379 arrived after the layer had discarded the echo to replay")
+            Kind::NoBackendLeft => {
+                f.write_str("no backend left that did not hand the request back")
             }
             Kind::Abandoned => f.write_str("the response future was dropped"),
             Kind::SpoolFull { expected } => {
@@ -225,7 +225,11 @@ mod tests {
         let aborted = ReplayError::new(Kind::TooManyReplays { max: 3 });
         assert!(aborted.is_aborted());
         assert!(ReplayError::new(Kind::TakenOver).is_aborted());
-        assert!(ReplayError::new(Kind::EchoDiscarded).is_aborted());
+        assert!(ReplayError::new(Kind::NoBackendLeft).is_aborted());
+        assert_eq!(
+            Kind::NoBackendLeft.status(),
+            http::StatusCode::SERVICE_UNAVAILABLE
+        );
         let full = Kind::SpoolFull { expected: 9 };
         assert_eq!(full.status(), http::StatusCode::SERVICE_UNAVAILABLE);
         assert!(ReplayError::new(full).is_aborted());

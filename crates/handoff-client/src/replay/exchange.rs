@@ -1,30 +1,45 @@
-//! What the response future knows about one client request: its retained head (which
-//! carries the backends to avoid), the replay count, and its handle on the shared body source.
+//! What the response future knows about one client request: its attempts (the last one is
+//! active), its retained head (which carries the backends to avoid), its policy and the
+//! replay count.
 
+use std::fmt;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::request::Parts;
+use http::uri::Authority;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 
+use super::attempt::{Attempt, Stage};
 use super::body::ReplayBody;
-use super::drain::{poll_drain, Release};
+use super::chain::{Chain, PendingEcho};
+use super::check::EchoKey;
 use super::error::Kind;
 use super::head::Head;
-use super::layer::ReplayLayer;
+use super::policy::Policy;
 use super::prefetch::{self, OnComplete};
 use super::response_body::ReplayResponseBody;
-use super::source::{lock, SharedSource};
+use super::settings::Settings;
+use super::verify::EchoCheck;
 use crate::backend::ServedBy;
 use crate::BoxError;
 
-pub(super) struct Exchange<B> {
-    source: SharedSource<B>,
+pub(super) struct Exchange<B, P> {
+    /// Every attempt so far (at most `max_replays + 1`); the last one is active.
+    attempts: Vec<Arc<Attempt<B>>>,
     head: Head,
+    /// The backend the policy chose for the active attempt, if it chose one.
+    chosen: Option<Authority>,
+    /// This request's echo key (see `check`); `None` if no random key could be drawn.
+    key: Option<EchoKey>,
     replays: u32,
-    config: ReplayLayer,
+    settings: Settings,
+    policy: P,
+    /// The active attempt's chain, once the layer reads its echo itself.
+    taken_over: Option<Chain<B>>,
     done: bool,
 }
 
@@ -34,171 +49,190 @@ pub(super) enum Verdict {
     Verified,
     /// The request failed.
     Failed(Kind),
-    /// An echo is still being read through the replay's body; the number is the echoed
-    /// bytes read so far.
+    /// An echo is still being sent through the replay's body; the number is the echoed
+    /// bytes sent so far.
     Waiting(u64),
-    /// The layer reads the rest of the echo itself (see `drain`).
+    /// The layer reads the rest of the echo itself.
     Draining,
 }
 
-impl<B> Exchange<B> {
-    pub(super) fn new(parts: &Parts, source: SharedSource<B>, config: &ReplayLayer) -> Self {
-        Exchange {
-            source,
-            head: Head::snapshot(parts),
+impl<B, P> Exchange<B, P>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    P: Policy,
+{
+    /// The exchange and its first attempt, or the kind of the answer when the policy has
+    /// no backend for it.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn start(
+        mut parts: Parts,
+        body: B,
+        settings: &Settings,
+        policy: P,
+    ) -> Result<(Self, Request<ReplayBody<B>>), (Self, Kind)> {
+        let key = EchoKey::random();
+        let head = Head::snapshot(&parts);
+        let chain = Chain::new(body, key.as_ref(), settings.stats.clone());
+        let attempt = Attempt::new(chain);
+        let mut exchange = Exchange {
+            attempts: vec![attempt.clone()],
+            head,
+            chosen: None,
+            key,
             replays: 0,
-            config: config.clone(),
+            settings: settings.clone(),
+            policy,
+            taken_over: None,
             done: false,
+        };
+        match exchange.policy.retarget(&mut parts, exchange.head.avoid()) {
+            Ok(chosen) => exchange.chosen = chosen,
+            Err(_) => return Err((exchange, Kind::NoBackendLeft)),
         }
+        Ok((
+            exchange,
+            Request::from_parts(parts, ReplayBody::new(attempt, 0)),
+        ))
     }
 
-    pub(super) fn replays(&self) -> u32 {
-        self.replays
-    }
-
-    pub(super) fn config(&self) -> &ReplayLayer {
-        &self.config
-    }
-
-    /// A `379` arrived: detach the attempt and build the replay (part A, intermediary 2).
+    /// A `379` arrived: move what remains to send to a new attempt, its echo first (part A,
+    /// intermediary 2), and build that attempt's request.
     pub(super) fn replay<R>(
         &mut self,
         response: Response<R>,
     ) -> Result<Request<ReplayBody<B>>, Kind>
     where
-        B: Send + 'static,
         R: Body<Data = Bytes> + Send + 'static,
         R::Error: Into<BoxError>,
     {
-        // "A different origin": the balancer must skip the one that sent the 379.
-        // Without the backend's name, a replay could go right back to the origin that is
-        // shutting down: fail safe.
-        let Some(ServedBy(backend)) = response.extensions().get::<ServedBy>().cloned() else {
-            return Err(Kind::NoBackend);
-        };
+        // "A different origin": the one that sent the 379 must be avoided. Without its
+        // name, a replay could go right back to the origin that is shutting down: fail safe.
+        let served_by = response.extensions().get::<ServedBy>().map(|s| s.0.clone());
+        let backend = served_by
+            .or_else(|| self.chosen.clone())
+            .ok_or(Kind::NoBackend)?;
         // Part A, intermediary 5: loops end after the configured number of replays.
-        if self.replays >= self.config.max_replays {
+        if self.replays >= self.settings.max_replays {
             return Err(Kind::TooManyReplays {
-                max: self.config.max_replays,
+                max: self.settings.max_replays,
             });
         }
+        // No key, no way to check the echo (see `check`): never replayed.
+        let key = self.key.ok_or(Kind::NoEchoKey)?;
+        let mut parts = self.head.replay(self.replays + 1, backend.clone());
+        self.chosen = self
+            .policy
+            .retarget(&mut parts, self.head.avoid())
+            .map_err(|_| Kind::NoBackendLeft)?;
+
         let echo = response.into_body().map_err(Into::into).boxed_unsync();
-        let (attempt, unused) = 'detach: {
-            let mut source = lock(&self.source);
-            if let Some(kind) = &source.failure {
-                return Err(kind.clone());
-            }
-            // The layer read part of an echo itself and dropped it (see `drain`): a replay
-            // would lack those bytes.
-            if source.discarded > 0 {
-                return Err(Kind::EchoDiscarded);
-            }
-            // No key, no way to check the echo (see `check`): never replayed.
-            if source.key.is_none() {
-                return Err(Kind::NoEchoKey);
-            }
-            // Under the lock, so the attempt cannot forward a byte between the count being
-            // read and the attempt being detached.
-            let (detached, sent) = source.active_forwarded();
-            let echo = if sent == 0 {
-                echo
-            } else {
-                let release = release_when_echoed(&self.source, detached);
-                let spool = &self.config.spool;
-                let timeout = self.config.echo_timeout;
-                let stats = self.config.stats.clone();
-                match prefetch::spawn(echo, sent, spool, timeout, stats, release) {
-                    Ok(spooled) => spooled,
-                    Err((echo, err)) => {
-                        tracing::warn!(error = %err, bytes = sent, "no room to spool the echo");
-                        break 'detach (Err(Kind::SpoolFull { expected: sent }), Some(echo));
-                    }
+        let active = self.active().clone();
+        let mut chain = active.take_chain()?;
+        let sent = chain.take_sent(Some(&key));
+        if sent.bytes == 0 {
+            // Nothing to echo: the old exchange ends at once (part A, intermediary 3).
+            active.end_parked(Kind::Detached);
+            drop(echo);
+        } else {
+            let release = release_when_spooled(&active);
+            let settings = &self.settings;
+            match prefetch::spawn(
+                echo,
+                sent.bytes,
+                &settings.spool,
+                settings.echo_timeout,
+                settings.stats.clone(),
+                release,
+            ) {
+                Ok(reader) => {
+                    let check = EchoCheck::new(sent.bytes, sent.tag);
+                    chain.push_echo(PendingEcho::new(reader, check, backend.clone()));
                 }
-            };
-            let (attempt, unused) = source.detach(echo, backend.clone());
-            (Ok(attempt), unused)
-        };
-        // Nothing was forwarded, or no room to spool: drop the old exchange at once, outside
-        // the lock.
-        drop(unused);
-        let attempt = attempt?;
+                Err((echo, err)) => {
+                    tracing::warn!(error = %err, bytes = sent.bytes, "no room to spool the echo");
+                    drop(echo);
+                    return Err(Kind::SpoolFull {
+                        expected: sent.bytes,
+                    });
+                }
+            }
+        }
         self.replays += 1;
-        self.config.stats.add_replay();
+        self.settings.stats.add_replay();
         tracing::debug!(replay = self.replays, backend = %backend, "379: replaying on another backend");
-        let body = ReplayBody::new(self.source.clone(), attempt);
-        Ok(self.head.replay(self.replays, backend, body))
+        let attempt = Attempt::new(chain);
+        self.attempts.push(attempt.clone());
+        let body = ReplayBody::new(attempt, self.replays as usize);
+        Ok(Request::from_parts(parts, body))
     }
 
-    /// Whether a replay's response head may go to the client: only once every echo was
-    /// verified (part A, intermediary 6). Reads the echo itself when the replay's upstream
-    /// no longer pulls it; registers the task otherwise.
+    /// Whether a replay's response may go to the client: only once every echo was
+    /// verified (part A, intermediary 6). Reads the echo itself once the replay's body is
+    /// gone; registers the task otherwise.
     pub(super) fn verdict(&mut self, cx: &mut Context<'_>) -> Verdict {
-        let mut source = lock(&self.source);
-        if let Some(kind) = &source.failure {
-            return Verdict::Failed(kind.clone());
-        }
-        if !source.echo_pending() {
-            return Verdict::Verified;
-        }
-        if source.taken_over() {
-            drop(source);
-            return match poll_drain(&self.source, cx) {
+        if let Some(chain) = &mut self.taken_over {
+            return match chain.poll_discard_echoes(cx) {
                 Poll::Ready(Ok(())) => Verdict::Verified,
                 Poll::Ready(Err(kind)) => Verdict::Failed(kind),
                 Poll::Pending => Verdict::Draining,
             };
         }
-        source.wait_head(cx);
-        Verdict::Waiting(source.echo_progress)
+        let active = self.active().clone();
+        active.future_waker.register(cx.waker());
+        let dropped = {
+            let stage = active.lock();
+            match &*stage {
+                Stage::Ended(kind) => return Verdict::Failed(kind.clone()),
+                Stage::Parked => return Verdict::Failed(Kind::TakenOver),
+                Stage::Sending(chain) if !chain.echo_pending() => return Verdict::Verified,
+                Stage::Sending(chain) if !active.is_dropped() => {
+                    return Verdict::Waiting(chain.echo_progress())
+                }
+                Stage::Sending(_) => true,
+            }
+        };
+        debug_assert!(dropped);
+        // Nobody will pull the echo through the replay's body any more.
+        self.take_over();
+        self.verdict(cx)
     }
 
-    /// While a replay is in flight: the failure, if the request failed. When the replay's
-    /// body was dropped, reads the echo itself meanwhile (see `drain`), which releases the
-    /// old exchanges early. Registers the task otherwise.
-    pub(super) fn poll_echo(&mut self, cx: &mut Context<'_>) -> Option<Kind> {
-        let mut source = lock(&self.source);
-        if let Some(kind) = &source.failure {
-            return Some(kind.clone());
-        }
-        if source.taken_over() {
-            drop(source);
-            return match poll_drain(&self.source, cx) {
-                Poll::Ready(Err(kind)) => Some(kind),
-                Poll::Ready(Ok(())) | Poll::Pending => None,
-            };
-        }
-        source.wait_head(cx);
-        None
-    }
-
-    /// A held replay's response saw no echo progress for `echo_timeout`: its upstream no
-    /// longer pulls the replay's body, so the layer reads the rest of the echo itself.
+    /// The replay's upstream no longer pulls the echo (its body was dropped, or has not
+    /// moved for `echo_timeout` while its answer is held): the layer reads the rest itself,
+    /// and the attempt's body, if alive, stays pending until the answer is done.
     pub(super) fn take_over(&mut self) {
         tracing::debug!(
             replays = self.replays,
             "the replay's body is not read any more: the layer reads the echo itself"
         );
-        lock(&self.source).take_over();
+        // An attempt that ended keeps its chain: the verdict sees the failure.
+        if let Ok(chain) = self.active().take_chain() {
+            self.taken_over = Some(chain);
+        }
     }
 
-    /// Whether an upstream started to read the active replay's body.
+    /// While a replay is in flight: the failure, if its body failed. Registers the task.
+    pub(super) fn failure(&self, cx: &mut Context<'_>) -> Option<Kind> {
+        let active = self.active();
+        active.future_waker.register(cx.waker());
+        active.failure()
+    }
+
+    /// Whether an upstream started to take the active replay.
     pub(super) fn replay_taken(&self) -> bool {
-        let source = lock(&self.source);
-        source.attempts[source.active()].polled
+        self.active().is_taken()
     }
 
     /// The response goes to the client as is.
-    pub(super) fn pass<R>(&mut self, response: Response<R>) -> Response<ReplayResponseBody<R>>
-    where
-        B: Send + 'static,
-    {
+    pub(super) fn pass<R>(&mut self, response: Response<R>) -> Response<ReplayResponseBody<R>> {
         self.done = true;
         let status = response.status();
         if self.replays > 0 && status.is_server_error() {
-            // The balancer's own 503 "no backend left" (see `backend`), an upstream error it
+            // A balancer's own 503 "no backend left" (see `backend`), an upstream error it
             // turned into a response, or an origin failing the replayed request: the replay
             // did not save the request (see `ReplayStats::failed`).
-            self.config.stats.add_failed();
+            self.settings.stats.add_failed();
             tracing::warn!(
                 replays = self.replays,
                 status = status.as_u16(),
@@ -206,50 +240,103 @@ impl<B> Exchange<B> {
             );
         }
         // If the layer read this replay's echo itself, its upload ends once this response
-        // is done (see `drain`).
-        let release = match self.replays {
-            0 => None,
-            _ => Release::taken_over(&self.source),
-        };
+        // is done.
+        let release = self
+            .taken_over
+            .is_some()
+            .then(|| Release::new(self.active().clone()));
         response.map(|body| ReplayResponseBody::new(body).releasing(release))
     }
 
-    /// The request cannot be saved: fail every attempt and answer `502` (part A,
-    /// intermediary 4 and 5).
+    /// The request cannot be saved: fail every attempt and answer `502` (`503` when out of
+    /// room or backends; part A, intermediary 4 and 5).
     pub(super) fn bad_gateway<R>(&mut self, kind: Kind) -> Response<ReplayResponseBody<R>> {
         self.done = true;
-        self.config.stats.add_failed();
+        self.settings.stats.add_failed();
         let status = kind.status();
         tracing::warn!(replays = self.replays, reason = %kind, status = status.as_u16(), "partial POST replay failed");
-        let garbage = lock(&self.source).fail(kind);
-        drop(garbage);
-        ReplayResponseBody::error(status)
+        let response = ReplayResponseBody::error(&kind);
+        self.fail_all(kind);
+        response
     }
 
     /// The first attempt failed before any replay: its error goes to the caller as is.
     pub(super) fn finish(&mut self) {
         self.done = true;
     }
+
+    pub(super) fn replays(&self) -> u32 {
+        self.replays
+    }
+
+    pub(super) fn settings(&self) -> &Settings {
+        &self.settings
+    }
 }
 
-/// Releases the detached attempt once its echo is held in full (see `prefetch`): its body
-/// fails, so hyper closes the old origin's connection (part A, intermediary 3).
-fn release_when_echoed<B: Send + 'static>(source: &SharedSource<B>, attempt: usize) -> OnComplete {
-    let source = std::sync::Arc::downgrade(source);
-    Box::new(move || {
-        if let Some(source) = source.upgrade() {
-            lock(&source).release(attempt);
-        }
-    })
+impl<B, P> Exchange<B, P> {
+    fn active(&self) -> &Arc<Attempt<B>> {
+        self.attempts.last().expect("an exchange has an attempt")
+    }
+
+    /// Every attempt's body fails, so that no origin receives a complete request and the
+    /// old exchanges end (part A, intermediary 3 and 4).
+    fn fail_all(&mut self, kind: Kind) {
+        let chains: Vec<Chain<B>> = self
+            .attempts
+            .iter()
+            .filter_map(|attempt| attempt.end(kind.clone()))
+            .collect();
+        drop(chains);
+        self.taken_over = None;
+    }
 }
 
-impl<B> Drop for Exchange<B> {
+impl<B, P> Drop for Exchange<B, P> {
     fn drop(&mut self) {
         // The caller went away mid-replay: release the old exchanges (part A,
         // intermediary 3) and stop the replay.
         if !self.done {
-            let garbage = lock(&self.source).fail(Kind::Abandoned);
-            drop(garbage);
+            self.fail_all(Kind::Abandoned);
         }
+    }
+}
+
+/// Ends the handed-back attempt once its echo is spooled in full (see `prefetch`): its
+/// body fails, so hyper closes the old origin's connection (part A, intermediary 3).
+fn release_when_spooled<B: Send + 'static>(attempt: &Arc<Attempt<B>>) -> OnComplete {
+    let attempt = Arc::downgrade(attempt);
+    Box::new(move || {
+        if let Some(attempt) = Weak::upgrade(&attempt) {
+            attempt.end_parked(Kind::Detached);
+        }
+    })
+}
+
+/// Held by the response passed for a taken-over attempt: once that response is done (read
+/// to its end, failed, or dropped), the attempt's body fails and hyper ends that exchange.
+pub(super) struct Release {
+    _close: Box<dyn Send + Sync>,
+}
+
+impl Release {
+    fn new<B: Send + 'static>(attempt: Arc<Attempt<B>>) -> Self {
+        Release {
+            _close: Box::new(Close(attempt)),
+        }
+    }
+}
+
+impl fmt::Debug for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Release").finish_non_exhaustive()
+    }
+}
+
+struct Close<B>(Arc<Attempt<B>>);
+
+impl<B> Drop for Close<B> {
+    fn drop(&mut self) {
+        self.0.end_parked(Kind::TakenOver);
     }
 }

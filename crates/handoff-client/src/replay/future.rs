@@ -2,20 +2,22 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use handoff_proto::ppr;
 use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower::util::Oneshot;
 use tower::Service;
 
 use super::body::ReplayBody;
-use super::echo::deadline;
 use super::error::Kind;
 use super::exchange::{Exchange, Verdict};
+use super::policy::Policy;
 use super::response_body::ReplayResponseBody;
 use crate::BoxError;
 
@@ -27,81 +29,94 @@ pin_project! {
     /// reading the echo itself when the replay's upstream stops pulling it (see the
     /// [module docs](super)).
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    pub struct ResponseFuture<S, B>
+    pub struct ResponseFuture<S, B, P>
     where
         S: Service<Request<ReplayBody<B>>>,
     {
         #[pin]
         state: State<S::Future, Oneshot<S, Request<ReplayBody<B>>>, S::Response>,
         service: S,
-        exchange: Exchange<B>,
+        exchange: Exchange<B, P>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
     enum State<F, O, R> {
-        First {
+        // An attempt is in flight: the first through the ready service, each replay through
+        // a `Oneshot` on a clone. For a replay, `taken_by` bounds the wait for an upstream
+        // to take it (the inner service never ready, a connect that never completes).
+        Calling {
             #[pin]
-            future: F,
-        },
-        // `taken_by` bounds the wait for an upstream to take the replay (item: the inner
-        // service never ready, a connect that never completes).
-        Replaying {
+            future: Either<F, O>,
             #[pin]
-            future: O,
-            #[pin]
-            taken_by: Sleep,
+            taken_by: Option<Sleep>,
         },
         // A replay's response head (any status), held until its echo is verified (part A,
         // intermediary 6). `progress` is the echoed byte count when `sleep` was last reset;
-        // when `sleep` fires the layer takes the echo over from the replay's body.
+        // when `sleep` fires without progress the layer takes the echo over.
         Holding {
             response: Option<R>,
             #[pin]
             sleep: Sleep,
             progress: u64,
         },
+        // The layer answers itself without calling the inner service (the policy has no
+        // backend for the first attempt).
+        Refused {
+            kind: Option<Kind>,
+        },
         Done,
     }
 }
 
-impl<S, B> ResponseFuture<S, B>
+impl<S, B, P> ResponseFuture<S, B, P>
 where
     S: Service<Request<ReplayBody<B>>>,
 {
-    pub(super) fn new(future: S::Future, service: S, exchange: Exchange<B>) -> Self {
+    pub(super) fn new(future: S::Future, service: S, exchange: Exchange<B, P>) -> Self {
         ResponseFuture {
-            state: State::First { future },
+            state: State::Calling {
+                future: Either::Left(future),
+                taken_by: None,
+            },
+            service,
+            exchange,
+        }
+    }
+
+    pub(super) fn refused(service: S, exchange: Exchange<B, P>, kind: Kind) -> Self {
+        ResponseFuture {
+            state: State::Refused { kind: Some(kind) },
             service,
             exchange,
         }
     }
 }
 
-impl<S, B> fmt::Debug for ResponseFuture<S, B>
+impl<S, B, P> fmt::Debug for ResponseFuture<S, B, P>
 where
     S: Service<Request<ReplayBody<B>>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            State::First { .. } => "first attempt",
-            State::Replaying { .. } => "replaying",
+            State::Calling { .. } => "calling the upstream",
             State::Holding { .. } => "holding the response until the echo is verified",
+            State::Refused { .. } => "refused",
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("replays", &self.exchange.replays())
             .finish_non_exhaustive()
     }
 }
 
-impl<S, B, ResBody> Future for ResponseFuture<S, B>
+impl<S, B, P, ResBody> Future for ResponseFuture<S, B, P>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<ResBody>> + Clone,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
+    P: Policy,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
@@ -110,31 +125,32 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
+            let first = this.exchange.replays() == 0;
             let response = match this.state.as_mut().project() {
-                StateProj::First { future } => match ready!(future.poll(cx)) {
-                    Ok(response) => response,
+                StateProj::Calling { future, taken_by } => match future.poll(cx) {
+                    Poll::Ready(Ok(response)) => response,
                     // Nothing was replayed: the caller may still retry, so the error is
                     // its to see.
-                    Err(err) => {
+                    Poll::Ready(Err(err)) if first => {
                         this.exchange.finish();
                         this.state.set(State::Done);
                         return Poll::Ready(Err(err));
                     }
-                },
-                StateProj::Replaying { future, taken_by } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => response,
                     // Part of the client's body is gone: nobody can retry any more, so the
                     // failure becomes a response (part A, intermediary 4).
                     Poll::Ready(Err(_)) => {
+                        let kind = this.exchange.failure(cx).unwrap_or(Kind::Upstream);
                         this.state.set(State::Done);
-                        return Poll::Ready(Ok(this.exchange.bad_gateway(Kind::Upstream)));
+                        return Poll::Ready(Ok(this.exchange.bad_gateway(kind)));
                     }
+                    Poll::Pending if first => return Poll::Pending,
                     Poll::Pending => {
-                        let failure = this.exchange.poll_echo(cx).or_else(|| {
+                        let failure = this.exchange.failure(cx).or_else(|| {
                             let taken = this.exchange.replay_taken();
-                            let late = !taken && taken_by.poll(cx).is_ready();
+                            let late = !taken
+                                && taken_by.as_pin_mut().is_some_and(|t| t.poll(cx).is_ready());
                             late.then_some(Kind::ReplayNotTaken {
-                                timeout: this.exchange.config().replay_timeout,
+                                timeout: this.exchange.settings().replay_timeout,
                             })
                         });
                         match failure {
@@ -161,23 +177,27 @@ where
                         return Poll::Ready(Ok(this.exchange.bad_gateway(kind)));
                     }
                     // The layer reads the echo itself; the echo's own timer bounds the wait
-                    // for each frame, and its waker or a failure wakes this task.
+                    // for each frame, and its spool or a failure wakes this task.
                     Verdict::Draining => return Poll::Pending,
                     Verdict::Waiting(now) => {
-                        let timeout = this.exchange.config().echo_timeout;
                         if now != *progress {
                             *progress = now;
+                            let timeout = this.exchange.settings().echo_timeout;
                             sleep.as_mut().reset(deadline(timeout));
                         }
                         ready!(sleep.poll(cx));
                         // No echoed byte went through the replay's body for `echo_timeout`:
                         // its upstream, which has answered, no longer pulls it. Read the rest
-                        // of the echo here instead, each frame bounded by the echo's own
-                        // timer.
+                        // of the echo here instead.
                         this.exchange.take_over();
                         continue;
                     }
                 },
+                StateProj::Refused { kind } => {
+                    let kind = kind.take().expect("refused once");
+                    this.state.set(State::Done);
+                    return Poll::Ready(Ok(this.exchange.bad_gateway(kind)));
+                }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             };
 
@@ -185,10 +205,10 @@ where
             if ppr::is_replay_status(response.status()) {
                 match this.exchange.replay(response) {
                     Ok(request) => {
-                        let future = Oneshot::new(this.service.clone(), request);
-                        let timeout = this.exchange.config().replay_timeout;
-                        let taken_by = tokio::time::sleep_until(deadline(timeout));
-                        this.state.set(State::Replaying { future, taken_by });
+                        let future = Either::Right(Oneshot::new(this.service.clone(), request));
+                        let timeout = this.exchange.settings().replay_timeout;
+                        let taken_by = Some(tokio::time::sleep_until(deadline(timeout)));
+                        this.state.set(State::Calling { future, taken_by });
                         continue;
                     }
                     Err(kind) => {
@@ -205,12 +225,35 @@ where
             // Part A, intermediary 6: whatever its status, a replay's answer waits until the
             // echo it carries is verified, even an answer sent without reading the body (the
             // balancer's 503, an origin's early 413): the layer then reads the echo itself.
-            let timeout = this.exchange.config().echo_timeout;
+            let timeout = this.exchange.settings().echo_timeout;
             this.state.set(State::Holding {
                 response: Some(response),
                 sleep: tokio::time::sleep_until(deadline(timeout)),
                 progress: 0,
             });
         }
+    }
+}
+
+/// `now + timeout`, or about thirty years from now for a timeout too large to add.
+fn deadline(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_timeouts_do_not_overflow() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert!(deadline(Duration::MAX) > Instant::now());
+        });
     }
 }

@@ -44,9 +44,9 @@ impl Head {
     /// count (part A, intermediary 5). `backend` joins the [`AvoidBackends`] list with the
     /// time of its `379`, after the caller's own and every earlier one (see its docs for how
     /// a balancer tells a restarted origin from one still shutting down). `max_replays`
-    /// bounds the loops.
-    pub(super) fn replay<T>(&mut self, count: u32, backend: Authority, body: T) -> Request<T> {
-        let mut req = Request::new(body);
+    /// bounds the loops. The policy then points it at an upstream (see `policy`).
+    pub(super) fn replay(&mut self, count: u32, backend: Authority) -> Parts {
+        let mut req = Request::new(());
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
         *req.version_mut() = self.version;
@@ -57,7 +57,12 @@ impl Head {
         *extensions = self.extensions.clone();
         self.avoid.push_handed_back(backend, Instant::now());
         extensions.insert(self.avoid.clone());
-        req
+        req.into_parts().0
+    }
+
+    /// The caller's list, plus every backend that handed this request back so far.
+    pub(super) fn avoid(&self) -> &AvoidBackends {
+        &self.avoid
     }
 }
 
@@ -79,7 +84,7 @@ mod tests {
         let (parts, ()) = req.into_parts();
         let mut head = Head::snapshot(&parts);
 
-        let replay = head.replay(2, Authority::from_static("a:1"), ());
+        let replay = Request::from_parts(head.replay(2, Authority::from_static("a:1")), ());
         assert_eq!(replay.method(), Method::POST);
         assert_eq!(replay.uri(), "http://svc.internal/upload?x=1");
         assert_eq!(replay.headers()[HOST], "svc.internal");
@@ -102,9 +107,10 @@ mod tests {
             .insert(AvoidBackends::from(vec![Authority::from_static("c:1")]));
         let (parts, ()) = req.into_parts();
         let mut head = Head::snapshot(&parts);
-        let first = head.replay(1, Authority::from_static("a:1"), ());
-        let second = head.replay(2, Authority::from_static("b:1"), ());
-        let third = head.replay(3, Authority::from_static("a:1"), ());
+        let mut replay = |count, backend| Request::from_parts(head.replay(count, backend), ());
+        let first = replay(1, Authority::from_static("a:1"));
+        let second = replay(2, Authority::from_static("b:1"));
+        let third = replay(3, Authority::from_static("a:1"));
         let listed = |r: &Request<()>| {
             let avoid = r.extensions().get::<AvoidBackends>().unwrap();
             avoid.iter().map(|a| a.to_string()).collect::<Vec<_>>()

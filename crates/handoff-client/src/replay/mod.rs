@@ -213,31 +213,32 @@
 //! [`AvoidBackends`]: crate::backend::AvoidBackends
 //! [`ServedBy`]: crate::backend::ServedBy
 
+mod attempt;
 mod body;
+mod chain;
 mod check;
-mod drain;
-mod echo;
-mod echo_step;
 mod error;
 mod exchange;
 mod future;
 mod head;
 mod layer;
+pub mod policy;
 mod prefetch;
 mod response_body;
 mod service;
-mod source;
+mod settings;
 mod stats;
+mod verify;
 
 pub use self::body::ReplayBody;
 pub use self::error::ReplayError;
 pub use self::future::ResponseFuture;
-pub use self::layer::{
-    ReplayLayer, DEFAULT_ECHO_MEMORY_LIMIT, DEFAULT_MAX_ECHO_SPOOL_BYTES,
-    DEFAULT_MAX_TOTAL_ECHO_SPOOL_BYTES,
-};
+pub use self::layer::ReplayLayer;
 pub use self::response_body::ReplayResponseBody;
 pub use self::service::Replay;
+pub use self::settings::{
+    DEFAULT_ECHO_MEMORY_LIMIT, DEFAULT_MAX_ECHO_SPOOL_BYTES, DEFAULT_MAX_TOTAL_ECHO_SPOOL_BYTES,
+};
 pub use self::stats::ReplayStats;
 /// The budget type of [`ReplayLayer::echo_spool_budget`], from `handoff-spool`.
 pub use handoff_spool::SpoolBudget;

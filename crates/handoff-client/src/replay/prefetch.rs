@@ -11,8 +11,10 @@
 //! The task reads exactly the bytes that were forwarded to that origin (a frame that would
 //! go past them fails the echo as too long), then lets the old exchange go: the attempt's body
 //! is released (it fails, so hyper closes that connection) and the `379`'s body is dropped.
-//! Checking the bytes stays with the reader ([`Echo`](super::echo::Echo)), before the frame
-//! that completes them is sent on.
+//! Checking the bytes stays with the reader ([`EchoCheck`](super::verify::EchoCheck), in the
+//! chain), before the frame that completes them is sent on. Each wait for the origin's next
+//! frame is bounded by `echo_timeout` (tower-http's `TimeoutBody`); waits for the spool's
+//! disk writes are not counted.
 
 use std::error::Error;
 use std::fmt;
@@ -22,18 +24,22 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use handoff_spool::{spool, SpoolConfig, SpoolError, SpoolWriter};
+use handoff_spool::{spool, SpoolConfig, SpoolError, SpoolReader, SpoolWriter};
 use http_body::Body;
-use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use tower_http::timeout::{TimeoutBody, TimeoutError};
 
-use super::echo::EchoBody;
 use super::stats::ReplayStats;
+use crate::BoxError;
+
+/// The body of a `379`, boxed so the request body type does not depend on the response's.
+pub(super) type EchoBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// What the echo task does once it holds every forwarded byte: release the old attempt.
 pub(super) type OnComplete = Box<dyn FnOnce() + Send>;
 
 /// Starts reading `echo`, of which `sent` bytes are expected, into a spool bounded by
-/// `config`; returns the body that reads the spool. Refused when the spool's bounds cannot
+/// `config`; returns the spool's reader. Refused when the spool's bounds cannot
 /// hold `sent` bytes: the echo comes back with the error, for the caller to drop outside its
 /// lock (it may hold a request body whose drop takes that lock).
 pub(super) fn spawn(
@@ -43,24 +49,24 @@ pub(super) fn spawn(
     timeout: Duration,
     stats: ReplayStats,
     on_complete: OnComplete,
-) -> Result<EchoBody, (EchoBody, SpoolError)> {
+) -> Result<SpoolReader, (EchoBody, SpoolError)> {
     let (mut writer, reader) = spool(config);
     if let Err(err) = writer.reserve(sent) {
         return Err((echo, err));
     }
     let task = EchoTask {
-        echo,
+        echo: Box::pin(TimeoutBody::new(timeout, echo)),
         writer,
         sent,
         timeout,
         stats,
     };
     tokio::spawn(task.run(on_complete));
-    Ok(reader.boxed_unsync())
+    Ok(reader)
 }
 
 struct EchoTask {
-    echo: EchoBody,
+    echo: Pin<Box<TimeoutBody<EchoBody>>>,
     writer: SpoolWriter,
     sent: u64,
     timeout: Duration,
@@ -80,17 +86,15 @@ impl EchoTask {
     async fn run(mut self, on_complete: OnComplete) {
         let mut received = 0u64;
         loop {
-            let step = match tokio::time::timeout(self.timeout, self.next()).await {
-                Ok(step) => step,
-                Err(_) => Step::Failed(Box::new(EchoStalled {
-                    timeout: self.timeout,
-                })),
-            };
-            let data = match step {
+            let data = match self.next().await {
                 Step::Data(data) => data,
                 Step::Skip => continue,
                 // Too short: the reader sees the end before the count and says so.
                 Step::End => return self.writer.finish(),
+                Step::Failed(err) if err.is::<TimeoutError>() => {
+                    let timeout = self.timeout;
+                    return self.writer.fail(EchoStalled { timeout });
+                }
                 Step::Failed(err) => return self.writer.fail(err),
                 Step::Stop(SpoolError::ReaderGone) => return,
                 Step::Stop(err) => {
@@ -130,17 +134,15 @@ impl EchoTask {
                 Poll::Ready(Err(err)) => return Poll::Ready(Step::Stop(err)),
                 Poll::Ready(Ok(())) => {}
             }
-            Poll::Ready(
-                match std::task::ready!(Pin::new(&mut self.echo).poll_frame(cx)) {
-                    None => Step::End,
-                    Some(Err(err)) => Step::Failed(err),
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(data) if !data.is_empty() => Step::Data(data),
-                        // Trailers of a 379 carry nothing to replay.
-                        _ => Step::Skip,
-                    },
+            Poll::Ready(match std::task::ready!(self.echo.as_mut().poll_frame(cx)) {
+                None => Step::End,
+                Some(Err(err)) => Step::Failed(err),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => Step::Data(data),
+                    // Trailers of a 379 carry nothing to replay.
+                    _ => Step::Skip,
                 },
-            )
+            })
         })
         .await
     }

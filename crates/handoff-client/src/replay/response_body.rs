@@ -2,12 +2,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderValue, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-use super::drain::Release;
+use super::error::Kind as ReplayKind;
+use super::exchange::Release;
 use crate::BoxError;
 
 pin_project! {
@@ -55,8 +56,11 @@ const BAD_GATEWAY_TEXT: &str =
     "the upstream handed the request back and it could not be replayed\n";
 
 /// The text of the layer's `503` when its spool cannot hold an echo.
-const UNAVAILABLE_TEXT: &str =
+const NO_ROOM_TEXT: &str =
     "the upstream handed the request back and the proxy has no room to replay it\n";
+
+/// The text of the layer's `503` when its policy has no backend left.
+const NO_BACKEND_TEXT: &str = "no upstream is available for this request\n";
 
 impl<B> ReplayResponseBody<B> {
     /// Wraps an upstream response body, passed through unchanged.
@@ -67,7 +71,7 @@ impl<B> ReplayResponseBody<B> {
         }
     }
 
-    /// Holds `release` until this body is done (see `drain`).
+    /// Holds `release` until this body is done (see `exchange`).
     pub(super) fn releasing(mut self, release: Option<Release>) -> Self {
         self.release = release;
         self
@@ -78,12 +82,15 @@ impl<B> ReplayResponseBody<B> {
         matches!(self.kind, Kind::Error { .. })
     }
 
-    /// The layer's own answer: `503` when it had no room for the replay, `502` otherwise.
-    pub(super) fn error(status: StatusCode) -> Response<Self> {
-        let text = match status {
-            StatusCode::SERVICE_UNAVAILABLE => UNAVAILABLE_TEXT,
+    /// The layer's own answer: `503` when it had no room or no backend for the replay,
+    /// `502` otherwise.
+    pub(super) fn error(kind: &ReplayKind) -> Response<Self> {
+        let text = match kind {
+            ReplayKind::SpoolFull { .. } => NO_ROOM_TEXT,
+            ReplayKind::NoBackendLeft => NO_BACKEND_TEXT,
             _ => BAD_GATEWAY_TEXT,
         };
+        let status = kind.status();
         let mut res = Response::new(ReplayResponseBody {
             kind: Kind::Error {
                 body: Full::new(Bytes::from_static(text.as_bytes())),
@@ -144,11 +151,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
     use http_body_util::{BodyExt, Empty};
 
     #[tokio::test]
     async fn bad_gateway_is_short_plain_text() {
-        let res = ReplayResponseBody::<Empty<Bytes>>::error(StatusCode::BAD_GATEWAY);
+        let res = ReplayResponseBody::<Empty<Bytes>>::error(&ReplayKind::Upstream);
         assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(
             res.headers()[header::CONTENT_TYPE],
@@ -162,6 +170,19 @@ mod tests {
         );
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(bytes, BAD_GATEWAY_TEXT);
+    }
+
+    #[tokio::test]
+    async fn no_room_and_no_backend_are_503_with_their_own_text() {
+        let full =
+            ReplayResponseBody::<Empty<Bytes>>::error(&ReplayKind::SpoolFull { expected: 1 });
+        assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let text = full.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(text, NO_ROOM_TEXT);
+        let none = ReplayResponseBody::<Empty<Bytes>>::error(&ReplayKind::NoBackendLeft);
+        assert_eq!(none.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let text = none.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(text, NO_BACKEND_TEXT);
     }
 
     #[tokio::test]

@@ -1,8 +1,8 @@
-use handoff_proto::ppr;
 use std::mem;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use handoff_proto::ppr;
 use http::{Request, Response};
 use http_body::Body;
 use tower::Service;
@@ -11,16 +11,37 @@ use super::body::ReplayBody;
 use super::exchange::Exchange;
 use super::future::ResponseFuture;
 use super::layer::ReplayLayer;
+use super::policy::{Balancer, Policy};
 use super::response_body::ReplayResponseBody;
-use super::source::Source;
+use super::settings::{settings_methods, Settings};
 use crate::BoxError;
 
 /// Replays requests answered with `379 Partial POST Replay` on another backend (part A,
 /// intermediary side). See the [module docs](super).
 ///
+/// # Errors and the layer's own answers
+///
+/// An error of the inner service comes back as `Err(S::Error)` only when nothing was
+/// replayed: from `poll_ready`, or from the first attempt (the caller's usual error
+/// handling applies, and the caller may still retry what it can). Once a `379` arrived, part
+/// of the client's body exists nowhere but in the layer's echo, so nobody else could retry:
+/// every failure from then on becomes the layer's own short plain-text answer, logged at
+/// `warn`:
+///
+/// - `502 Bad Gateway` when the request cannot be saved: a wrong echo (too long, too short,
+///   altered), an echo or replay that times out, more than
+///   [`max_replays`](Self::max_replays), a `379` from a backend nobody can name, or an
+///   upstream error during a replay;
+/// - `503 Service Unavailable` when the proxy is out of room or of backends: the echo does
+///   not fit the spool's bounds, or the [`Policy`] finds no backend left (also on a first
+///   attempt, where the inner service is never called).
+///
+/// A replay's own answer, whatever its status, goes to the client as is once its echo is
+/// verified.
+///
 /// ```
 /// use bytes::Bytes;
-/// use handoff_client::replay::{Replay, ReplayBody, ReplayLayer};
+/// use handoff_client::replay::{Replay, ReplayBody};
 /// use http::{Request, Response};
 /// use http_body_util::{BodyExt, Full};
 /// use tower::ServiceExt;
@@ -31,28 +52,48 @@ use crate::BoxError;
 ///     let body = req.into_body().collect().await?.to_bytes();
 ///     Ok::<_, tower::BoxError>(Response::new(Full::new(body)))
 /// });
-/// let svc = Replay::new(upstream, ReplayLayer::new().max_replays(1));
+/// let svc = Replay::new(upstream).max_replays(1);
 /// // Responses other than 379 pass through.
 /// let res = svc.oneshot(Request::new(Full::new(Bytes::from("ping")))).await.unwrap();
 /// assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ping");
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct Replay<S> {
+pub struct Replay<S, P = Balancer> {
     inner: S,
-    config: ReplayLayer,
+    policy: P,
+    settings: Settings,
 }
 
 impl<S> Replay<S> {
-    /// Wraps `inner` with the configuration of `config`.
-    pub fn new(inner: S, config: ReplayLayer) -> Self {
-        Replay { inner, config }
+    /// Wraps `inner`, a balancer that chooses each backend, with the default settings (see
+    /// [`ReplayLayer::new`]).
+    pub fn new(inner: S) -> Self {
+        Replay::with_policy(inner, Balancer)
     }
 
     /// A [`ReplayLayer`] with the default configuration.
     pub fn layer() -> ReplayLayer {
         ReplayLayer::new()
     }
+}
+
+impl<S, P> Replay<S, P> {
+    /// Wraps `inner`, with `policy` choosing the upstream of each attempt (see
+    /// [`policy`](super::policy)), and the default settings.
+    pub fn with_policy(inner: S, policy: P) -> Self {
+        Replay::from_parts(inner, policy, Settings::default())
+    }
+
+    pub(super) fn from_parts(inner: S, policy: P, settings: Settings) -> Self {
+        Replay {
+            inner,
+            policy,
+            settings,
+        }
+    }
+
+    settings_methods!();
 
     /// The inner service.
     pub fn get_ref(&self) -> &S {
@@ -70,9 +111,10 @@ impl<S> Replay<S> {
     }
 }
 
-impl<S, B, ResBody> Service<Request<B>> for Replay<S>
+impl<S, P, B, ResBody> Service<Request<B>> for Replay<S, P>
 where
-    S: Service<Request<ReplayBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResBody>> + Clone,
+    P: Policy + Clone,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes> + Send + 'static,
@@ -80,7 +122,7 @@ where
 {
     type Response = Response<ReplayResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, B>;
+    type Future = ResponseFuture<S, B, P>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -96,17 +138,17 @@ where
         // on a first attempt tells the origin a proxy that understands `379` is in front
         // (the origin layer's default predicate asks for it, see `handoff_server::replay`).
         // With `max_replays(0)` every 379 would be a 502: do not invite one.
-        if self.config.max_replays > 0 {
+        if self.settings.max_replays > 0 {
             parts
                 .headers
                 .insert(ppr::REPLAY_COUNT, ppr::replay_count_value(0));
         } else {
             parts.headers.remove(ppr::REPLAY_COUNT);
         }
-        // Part A, intermediary 1: the body is shared, counted and hashed, never copied.
-        let source = Source::new(body, self.config.stats.clone(), self.config.echo_timeout);
-        let exchange = Exchange::new(&parts, source.clone(), &self.config);
-        let future = inner.call(Request::from_parts(parts, ReplayBody::new(source, 0)));
-        ResponseFuture::new(future, inner, exchange)
+        let policy = self.policy.clone();
+        match Exchange::start(parts, body, &self.settings, policy) {
+            Ok((exchange, first)) => ResponseFuture::new(inner.call(first), inner, exchange),
+            Err((exchange, kind)) => ResponseFuture::refused(inner, exchange, kind),
+        }
     }
 }
