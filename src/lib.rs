@@ -28,3 +28,8 @@ pub use handoff_spool as spool;
 pub use handoff_client as client;
 #[cfg(feature = "server")]
 pub use handoff_server as server;
+
+/// The README's Rust snippets, compiled as doc tests with the paths a user writes.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeSnippets;

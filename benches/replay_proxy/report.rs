@@ -137,7 +137,7 @@ pub(crate) fn print_throughput(plan: &Plan, summaries: &[Summary], sha256: f64) 
         let base_cpu = base.proxy_cpu_per_gib();
         let layer_cpu = layer.proxy_cpu_per_gib();
         println!(
-            "  ReplayLayer overhead (counting + keyed POLYVAL tag of every forwarded byte): \
+            "  ReplayLayer overhead (counting + keyed HighwayHash tag of every forwarded byte): \
              throughput {:+.1}%, proxy CPU {:+.3} s/GiB ({:+.1}%); for scale, SHA-256 (which \
              the layer used before) is {:.3} s/GiB here",
             layer.paired_ratio(base).map_or(0.0, |r| (r - 1.0) * 100.0),

@@ -9,26 +9,8 @@
 //! them, portable code elsewhere) under a 256-bit key drawn at random for each client
 //! request. Frame boundaries do not matter: the hasher buffers a partial 32-byte packet.
 //!
-//! # Why an origin cannot make a different echo pass
-//!
-//! HighwayHash is a keyed pseudorandom function: without the key, its output on any input
-//! is meant to be indistinguishable from random bits, even to someone who chose the input.
-//! The key is drawn for each client request and never leaves the layer: neither it nor any
-//! tag is sent or logged, and nothing an origin sees depends on it. One key serves every
-//! attempt of the request (a replay may itself be handed back), but the first comparison
-//! of two different streams decides: a mismatch fails the whole request (every attempt's
-//! body fails, no further replay), so the origin gets one try and no oracle. An origin that
-//! knows the forwarded bytes but not the key therefore passes a different echo with
-//! probability `2^-128` plus its advantage in telling HighwayHash from a random function,
-//! per request (counting every allowed replay as a try: `max_replays` times that).
-//!
-//! This is a computational guarantee, like that of the SHA-256 digest the layer used
-//! first (collision resistance). It rests on HighwayHash's design and public analysis, not
-//! on a proof: a universal hash such as POLYVAL gives a proven `n / 2^128` bound for `n`
-//! 16-byte blocks, and the layer used it before, but it cost 0.20-0.30 s of CPU per GiB on
-//! the development machine against 0.08 s for HighwayHash, which was most of what the layer
-//! added to a proxy's CPU (see the README's benchmark). The comparison is not constant-time,
-//! which is fine for the same reason as above: a mismatch ends the request.
+//! Why an origin cannot make a different echo pass, and why HighwayHash rather than a
+//! universal hash: see "The echo check" in the [module docs](super).
 
 use highway::{HighwayHash, HighwayHasher, Key};
 

@@ -2,18 +2,19 @@
 //!
 //! An origin that shuts down answers every request whose body it has not fully received
 //! with a `379` whose body echoes the request-body bytes it got (`PROTOCOL.md` part A, server
-//! side). [`ReplayLayer`] goes around a reverse proxy's upstream service (a balancer over
-//! hyper-util's client) and turns that `379` into a replay on another backend, so the end
-//! client never sees an error and never re-sends a byte (part A, intermediary side):
+//! side). [`ReplayLayer`] goes around a reverse proxy's upstream service (hyper-util's
+//! client, or a balancer over it) and turns that `379` into a replay on another backend, so
+//! the end client never sees an error and never re-sends a byte (part A, intermediary side):
 //!
-//! 1. Each request body is forwarded as it arrives, counted and tagged with a keyed
-//!    universal hash (POLYVAL under a random per-request key; see "The echo check"); the layer
-//!    keeps no copy of it. [`ReplayStats::max_held_bytes`] stays at one frame per request.
-//!    Only a `379`'s echo is kept, for as long as the replay needs it (see below).
+//! 1. Each request body is forwarded as it arrives, counted and tagged with a keyed hash
+//!    (HighwayHash under a random per-request key; see "The echo check"); the layer keeps no
+//!    copy of it. [`ReplayStats::max_held_bytes`] stays at one frame per request. Only a
+//!    `379`'s echo is kept, for as long as the replay needs it (see below).
 //! 2. On a `379` the layer stops forwarding to that origin and rebuilds the request from its
 //!    own copy of the head (never from the `Echo-` headers; `Host` kept as the first attempt
 //!    had it), with `Partial-Post-Replay: k` (a client's own one is never forwarded) and with
-//!    the origin added to the [`AvoidBackends`] request extension. Its body is the echo, then the rest of the client's body.
+//!    the origin added to the [`AvoidBackends`] request extension; the [`policy`] then points
+//!    it at another upstream. Its body is the echo, then the rest of the client's body.
 //! 3. The echo is taken from the old origin as fast as it sends it, into a spool (see
 //!    below), and checked against the count and the digest of what was forwarded *before*
 //!    the frame that completes it is sent on, so a new origin never receives a complete
@@ -30,15 +31,29 @@
 //!
 //! # The echo check
 //!
-//! The layer keeps a 16-byte tag of the bytes it forwards to each origin, never the bytes,
+//! The layer keeps a 128-bit tag of the bytes it forwards to each origin, never the bytes,
 //! and compares it with the tag of the echo before the frame that completes the echo goes
-//! on. The tag is POLYVAL, the universal hash of AES-GCM-SIV (RFC 8452), under a key drawn
-//! at random for each client request that never leaves the layer. Echoes are compared only
-//! at the forwarded length, and two different streams of `n` 16-byte blocks collide for at
-//! most `n` of the 2^128 keys, so an origin that does not know the key passes a different
-//! echo with probability at most `n / 2^128` (2^-100 for a 4 GiB body), whatever it sends:
-//! the first mismatch fails the whole request, so the key is never tried twice.
-//! It costs a fraction of SHA-256's CPU (carry-less multiplication where the CPU has it).
+//! on. The tag is HighwayHash-128 (the `highway` crate), a keyed pseudorandom function,
+//! under a 256-bit key drawn at random for each client request.
+//!
+//! Why an origin cannot make a different echo pass: without the key, HighwayHash's output
+//! on any input is meant to be indistinguishable from random bits, even for inputs the
+//! origin chose. The key never leaves the layer (neither it nor any tag is sent or logged,
+//! and nothing an origin sees depends on it). Echoes are compared only at the forwarded
+//! length (part A, intermediary 4). One key serves every attempt of the request, but the
+//! first comparison of two different streams decides: a mismatch fails the whole request
+//! (every attempt's body fails, no further replay), so an origin gets one blind try and no
+//! oracle. Whatever it sends, knowing the forwarded bytes but not the key, a different echo
+//! passes with probability `2^-128` plus its advantage in telling HighwayHash from a random
+//! function, per request (`max_replays` times that, counting every allowed replay as a try).
+//!
+//! This is a computational guarantee, like that of the SHA-256 digest the layer used first
+//! (collision resistance), and it rests on HighwayHash's design and public analysis rather
+//! than on a proof. A universal hash such as POLYVAL has a proven `n / 2^128` bound for `n`
+//! 16-byte blocks, and the layer used it before, but it cost 0.20-0.30 s of CPU per GiB on
+//! the development machine against 0.08 s for HighwayHash (and 0.69 s for SHA-256), which
+//! was most of what the layer added to a proxy's CPU. The comparison is not constant-time,
+//! which is fine for the same reason: a mismatch ends the request.
 //!
 //! # The echo spool
 //!
@@ -78,44 +93,55 @@
 //!
 //! # Answers that come before the echo is read
 //!
-//! Only the replay's request body, pulled by its upstream connection, moves an echo on. An
-//! upstream may answer without reading it all: the balancer's `503` when no backend is left,
+//! Only the replay's request body, pulled by its upstream connection, sends an echo on. An
+//! upstream may answer without reading it all: a balancer's `503` when no backend is left,
 //! an origin's early `413` or `400`, an origin that answers and closes. Its answer gets no
-//! special treatment by status; what matters is whether anybody still pulls the echo:
+//! special treatment by status; it is held until the echo it carries is verified
+//! (intermediary 6), and what matters is whether anybody still pulls the echo:
 //!
 //! - **The replay's body is dropped** (the balancer never sent it, hyper's connection
-//!   ended): nobody will pull the echo any more, so the layer reads the rest of it itself,
-//!   at once, even before the answer arrives.
+//!   ended): once the answer is in, the layer reads the rest of the echo from its spool
+//!   itself, at once. If instead the upstream hands the request back (`379`), nothing was
+//!   lost: the next replay sends every echoed byte.
 //! - **The body is alive but not polled** (the upstream keeps the connection but stopped
-//!   reading): once the answer is in and no echoed byte went through the body for
-//!   [`ReplayLayer::echo_timeout`], the layer takes the echo over the same way. Before the
-//!   answer arrives an idle body is left alone, as for any request: hyper may still be
-//!   connecting.
-//! - **The body is alive and polled**: the answer is held while the body moves the echo on,
-//!   as for any replay.
+//!   reading): once the answer is in and no echoed byte went through the body for between
+//!   one and two [`echo_timeout`](ReplayLayer::echo_timeout)s, the layer takes the echo over
+//!   the same way. Before the answer arrives an idle body is left alone, as for any request:
+//!   hyper may still be connecting.
+//! - **The body is alive and polled**: the answer is held while the body sends the echo, as
+//!   for any replay (full-duplex upstreams answer early and keep reading).
 //!
-//! Reading it itself, the layer checks the echo exactly as the body would (count and
-//! tag, part A intermediary 4 and 6), one frame at a time from its spool, and discards
-//! the bytes.
-//! A verified echo lets the answer through unchanged (so the balancer's `503` reaches the
-//! client as `503`); a wrong or stalled one answers `502`. The replay's upload can never be
-//! completed after that: if its body is still alive it stays pending until the response
-//! passed for it is read to its end or dropped, then fails (so hyper closes that connection
-//! without cutting the response short), and a `379` arriving after the layer discarded echo
-//! bytes answers `502`, since another replay would lack them.
+//! Reading it itself, the layer checks the echo exactly as the body would (count and tag,
+//! part A intermediary 4 and 6), one frame at a time, and discards the bytes. A verified
+//! echo lets the answer through unchanged (so a balancer's `503` reaches the client as
+//! `503`); a wrong one answers `502`. The replay's upload can never be completed after that:
+//! if its body is still alive it stays pending until the response passed for it is read to
+//! its end or dropped, then fails (so hyper closes that connection without cutting the
+//! response short).
 //!
-//! # The balancer's part
+//! # Where each attempt goes
 //!
-//! tower's balancers choose a backend before they see the request, so "a different origin"
-//! needs the balancer's help (see [`backend`](crate::backend)): it must skip the backends in
-//! the request's [`AvoidBackends`], tag responses with [`ServedBy`], and answer `503` itself
-//! when no backend is left. That `503` is an answer to a replay like any other: the layer
-//! reads the echo the balancer never pulled, then passes the `503` to the client (`502` if
-//! the echo is wrong). Without [`ServedBy`] on a `379` the layer answers `502`: not knowing
-//! which origin is shutting down, a replay could go right back to it. Every origin that
-//! handed the request back stays in its [`AvoidBackends`], with the time it did
-//! ([`handed_back_at`](crate::backend::AvoidBackends::handed_back_at)), so that a balancer
-//! sends it back only to an origin that came up again since.
+//! Before each attempt the layer asks its [`policy::Policy`] to point the request at an
+//! upstream, given the backends to avoid: [`policy::Backends`] rewrites the URI for a plain
+//! hyper-util `Client`; the default, [`policy::Balancer`], leaves the choice to a balancer
+//! beneath the layer (tower's balancers choose a backend before they see the request), which
+//! must skip the backends in the request's [`AvoidBackends`], tag responses with
+//! [`ServedBy`], and answer `503` itself when no backend is left (see
+//! [`backend`](crate::backend)). To avoid the origin that sent a `379` the layer takes its
+//! [`ServedBy`], else the backend the policy chose; without either it answers `502`: not
+//! knowing which origin is shutting down, a replay could go right back to it. Every origin
+//! that handed the request back stays in its [`AvoidBackends`], with the time it did
+//! ([`handed_back_at`](crate::backend::AvoidBackends::handed_back_at)), so that it gets the
+//! request again only once it came up again since.
+//!
+//! # How the module is built
+//!
+//! What remains to send of a request is a `Chain` (the echoes to verify, newest first, then
+//! the rest of the client's body and its trailers), owned by the attempt that sends it; a
+//! `379` moves it to the next attempt. An attempt's body and the response future share only
+//! the attempt's stage: `Sending(chain)`, `Parked` (forwards nothing and stays pending), or
+//! `Ended(kind)` (fails, so hyper ends that exchange). The echo check is a pure type, and
+//! each echo is read into its spool by a task of its own.
 //!
 //! The inner service gets `Request<ReplayBody<B>>`. [`ReplayBody`] is `Send + Unpin +
 //! 'static`, as hyper-util's `Client` needs, and fails (rather than ends) when the layer
