@@ -803,6 +803,26 @@ async fn an_early_413_with_an_altered_echo_is_502() {
     assert_eq!(stats.failed(), 1);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_short_echo_ends_the_old_exchange_at_once_even_if_nobody_reads_the_replay() {
+    // `b` answers at once and keeps the replay's body without reading it: the layer takes
+    // the echo over only after `echo_timeout`, but `a`'s exchange must not wait for that.
+    let began = tokio::time::Instant::now();
+    let layer = ReplayLayer::new().echo_timeout(Duration::from_secs(30));
+    let b = Behaviour::AnswerAndKeep {
+        read: 0,
+        status: StatusCode::OK,
+    };
+    let (proxy, mut events, _client) = replayed(Echo::TooShort, Some(b), layer).await;
+    let (_, error) = events.body_done("a:80").await;
+    assert!(replay_error(&error).is_echo_too_short());
+    let ended = began.elapsed();
+    assert!(ended < Duration::from_secs(30), "a ended after {ended:?}");
+    let (_kept, _) = events.kept("b:80").await;
+    let res = proxy.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+}
+
 #[tokio::test]
 async fn the_balancers_503_passes_once_the_echo_verifies() {
     let stats = ReplayStats::default();
@@ -1090,4 +1110,32 @@ async fn an_echo_made_of_the_request_body_itself() {
     .expect("safety timeout: deadlock?")
     .unwrap();
     assert_eq!(text(res).await, "hello world");
+}
+
+#[tokio::test]
+async fn a_policy_with_no_backend_for_the_first_attempt_answers_503_without_calling() {
+    let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = called.clone();
+    let upstream = tower::service_fn(move |_: Request<ReplayBody<Full<Bytes>>>| {
+        seen.store(true, std::sync::atomic::Ordering::SeqCst);
+        async { Ok::<_, BoxError>(Response::new(Full::new(Bytes::new()))) }
+    });
+    let stats = ReplayStats::default();
+    let policy = handoff_client::replay::policy::Backends::new(["http://a:1"]).unwrap();
+    let layer = ReplayLayer::with_policy(policy).stats(stats.clone());
+    let mut req = Request::post("/upload")
+        .body(Full::new(Bytes::from("x")))
+        .unwrap();
+    // The caller itself asks to avoid the only backend.
+    req.extensions_mut()
+        .insert(AvoidBackends::from(vec![Authority::from_static("a:1")]));
+    let res = layer.layer(upstream).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        res.into_body().collect().await.unwrap().to_bytes(),
+        "no upstream is available for this request\n"
+    );
+    assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+    // Nothing was replayed, so no replay failed.
+    assert_eq!(stats.failed(), 0);
 }

@@ -1,7 +1,8 @@
 //! Issue 10, item 5: a replay never hangs. `ReplayLayer::replay_timeout` bounds the wait for
 //! an upstream to take the replay (a service that never gets to it, a connect that never
 //! completes), the echo is still taken from the old origin meanwhile, and a replay that is
-//! being read is never cut by it, however long it takes.
+//! being read is never cut by it, however long it takes; `echo_timeout` bounds a replay that
+//! was taken but reads none of its echo.
 
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ enum Replacement {
     NeverTakes,
     /// Reads it slowly, five seconds per frame, then answers.
     ReadsSlowly,
+    /// Takes it (asks its size, as hyper does when it writes the head), then never reads
+    /// it nor answers: an HTTP/2 window that never opens.
+    TakesButNeverReads,
 }
 
 async fn origins(
@@ -49,6 +53,10 @@ async fn origins(
     }
     match b {
         Replacement::NeverTakes => std::future::pending().await,
+        Replacement::TakesButNeverReads => {
+            let _ = http_body::Body::size_hint(&body);
+            std::future::pending().await
+        }
         Replacement::ReadsSlowly => {
             let mut all = Vec::new();
             while let Some(frame) = body.frame().await {
@@ -102,4 +110,18 @@ async fn a_replay_being_read_is_not_cut_however_long_it_takes() {
     let body = res.into_body().collect().await.ok().unwrap().to_bytes();
     assert_eq!(body, "hello world");
     assert_eq!(stats.failed(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replay_taken_but_never_read_is_502_after_the_echo_timeout() {
+    let began = tokio::time::Instant::now();
+    let (res, stats) = run(Replacement::TakesButNeverReads).await;
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    let waited = began.elapsed();
+    // Taken before the replay timeout (2 s), then one to two echo timeouts (60 s) without
+    // progress.
+    assert!(waited >= Duration::from_secs(62), "{waited:?}");
+    assert!(waited <= Duration::from_secs(125), "{waited:?}");
+    assert_eq!(stats.spooled_bytes(), 6);
+    assert_eq!(stats.failed(), 1);
 }

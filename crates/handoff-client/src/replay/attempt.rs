@@ -39,6 +39,8 @@ pub(super) struct Attempt<B> {
     dropped: AtomicBool,
 }
 
+// One per attempt, inside its `Arc`: boxing the chain would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Stage<B> {
     Sending(Chain<B>),
     Parked,
@@ -77,6 +79,23 @@ impl<B> Attempt<B> {
         }
     }
 
+    /// Takes the chain, as [`take_chain`](Self::take_chain) does, only from a sending
+    /// attempt whose chain passes `check` under the lock.
+    pub(super) fn take_chain_if(&self, check: impl FnOnce(&Chain<B>) -> bool) -> Option<Chain<B>> {
+        let mut stage = self.lock();
+        match &*stage {
+            Stage::Sending(chain) if check(chain) => {}
+            _ => return None,
+        }
+        match std::mem::replace(&mut *stage, Stage::Parked) {
+            Stage::Sending(chain) => Some(chain),
+            other => {
+                *stage = other;
+                None
+            }
+        }
+    }
+
     /// Ends the attempt with `kind` unless it ended already, and wakes its body. Returns
     /// the chain if it was still sending, for the caller to drop outside the lock.
     #[must_use = "drop the chain outside the lock"]
@@ -95,8 +114,8 @@ impl<B> Attempt<B> {
         }
     }
 
-    /// Ends a parked attempt: its echo is spooled in full ([`Kind::Detached`]), or the
-    /// response passed for it is done ([`Kind::TakenOver`]).
+    /// Ends a parked attempt: its echo task is done (with [`Kind::Detached`] once the echo
+    /// is spooled in full), or the response passed for it is done ([`Kind::TakenOver`]).
     pub(super) fn end_parked(&self, kind: Kind) {
         {
             let mut stage = self.lock();

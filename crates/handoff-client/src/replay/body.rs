@@ -153,3 +153,111 @@ impl<B> Drop for ReplayBody<B> {
         self.attempt.set_dropped();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::chain::Chain;
+    use crate::replay::error::Kind;
+    use crate::replay::ReplayStats;
+    use http_body_util::channel::Channel;
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Wake, Waker};
+
+    type Client = Channel<Bytes, Infallible>;
+
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn attempt() -> (
+        http_body_util::channel::Sender<Bytes, Infallible>,
+        Arc<Attempt<Client>>,
+    ) {
+        let (tx, client) = Client::new(4);
+        let chain = Chain::new(client, None, ReplayStats::default());
+        (tx, Attempt::new(chain))
+    }
+
+    fn poll(body: &mut ReplayBody<Client>, waker: &Waker) -> Poll<Option<Result<Bytes, String>>> {
+        let mut cx = Context::from_waker(waker);
+        Pin::new(body).poll_frame(&mut cx).map(|frame| {
+            frame.map(|frame| {
+                frame
+                    .map(|f| f.into_data().unwrap_or_default())
+                    .map_err(|e| e.to_string())
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn a_parked_body_waits_until_its_attempt_ends_and_is_woken_then() {
+        let (_tx, attempt) = attempt();
+        let mut body = ReplayBody::new(attempt.clone(), 0);
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        // Waiting for the client: pending.
+        assert!(poll(&mut body, &waker).is_pending());
+        // A 379: the response future takes the chain away.
+        let chain = attempt.take_chain();
+        assert!(chain.is_ok());
+        assert!(poll(&mut body, &waker).is_pending(), "parked, not ended");
+        assert!(!body.is_end_stream());
+        let before = wakes.0.load(Ordering::SeqCst);
+        attempt.end_parked(Kind::Detached);
+        assert!(
+            wakes.0.load(Ordering::SeqCst) > before,
+            "the body's task is woken"
+        );
+        let ended = poll(&mut body, &waker);
+        assert!(
+            matches!(&ended, Poll::Ready(Some(Err(e))) if e.contains("handed the request back")),
+            "{ended:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_conditional_take_leaves_a_chain_that_fails_the_check() {
+        let (mut tx, attempt) = attempt();
+        let mut body = ReplayBody::new(attempt.clone(), 0);
+        assert!(attempt.take_chain_if(|_| false).is_none());
+        // Still sending.
+        tx.send_data(Bytes::from("abc")).await.unwrap();
+        let waker = Waker::from(Arc::new(Wakes::default()));
+        assert_eq!(
+            poll(&mut body, &waker),
+            Poll::Ready(Some(Ok(Bytes::from("abc"))))
+        );
+        assert!(attempt
+            .take_chain_if(|chain| !chain.echo_pending())
+            .is_some());
+        assert!(poll(&mut body, &waker).is_pending());
+    }
+
+    #[tokio::test]
+    async fn the_first_end_wins_and_hands_back_the_chain() {
+        let (_tx, attempt) = attempt();
+        let mut body = ReplayBody::new(attempt.clone(), 0);
+        assert!(
+            attempt.end(Kind::Abandoned).is_some(),
+            "the chain comes back"
+        );
+        assert!(attempt.end(Kind::Upstream).is_none());
+        attempt.end_parked(Kind::Detached);
+        let waker = Waker::from(Arc::new(Wakes::default()));
+        let ended = poll(&mut body, &waker);
+        assert!(
+            matches!(&ended, Poll::Ready(Some(Err(e))) if e.contains("response future was dropped")),
+            "{ended:?}"
+        );
+        // Dropping the body tells the response future.
+        drop(body);
+        assert!(attempt.is_dropped());
+    }
+}

@@ -50,7 +50,7 @@ pub(super) enum Kind {
     /// A 379 beyond the configured number of replays.
     TooManyReplays { max: u32 },
     /// A 379 from a backend the layer cannot name.
-    NoBackend,
+    UnnamedBackend,
     /// The inner service failed while replaying.
     Upstream,
     /// The replay's upstream stopped pulling its body before the end of the echo; the layer
@@ -125,7 +125,7 @@ impl ReplayError {
         matches!(
             self.kind,
             Kind::TooManyReplays { .. }
-                | Kind::NoBackend
+                | Kind::UnnamedBackend
                 | Kind::Upstream
                 | Kind::TakenOver
                 | Kind::NoBackendLeft
@@ -153,7 +153,7 @@ impl fmt::Display for Kind {
             Kind::EchoTimeout { timeout } => write!(f, "no echoed bytes within {timeout:?}"),
             Kind::ClientBody => f.write_str("the client's request body failed"),
             Kind::TooManyReplays { max } => write!(f, "more than {max} replays"),
-            Kind::NoBackend => f.write_str("the backend that answered 379 is unknown"),
+            Kind::UnnamedBackend => f.write_str("the backend that answered 379 is unknown"),
             Kind::Upstream => f.write_str("the upstream service failed during a replay"),
             Kind::TakenOver => f.write_str(
                 "the upstream stopped reading before the end of the echo; the layer read the rest",

@@ -20,7 +20,7 @@ use super::check::EchoKey;
 use super::error::Kind;
 use super::head::Head;
 use super::policy::Policy;
-use super::prefetch::{self, OnComplete};
+use super::prefetch::{self, OnDone};
 use super::response_body::ReplayResponseBody;
 use super::settings::Settings;
 use super::verify::EchoCheck;
@@ -62,15 +62,14 @@ where
     B::Error: Into<BoxError>,
     P: Policy,
 {
-    /// The exchange and its first attempt, or the kind of the answer when the policy has
-    /// no backend for it.
-    #[allow(clippy::type_complexity)]
+    /// The exchange and its first attempt's request, or the kind of the layer's answer when
+    /// the policy has no backend for it.
     pub(super) fn start(
         mut parts: Parts,
         body: B,
         settings: &Settings,
         policy: P,
-    ) -> Result<(Self, Request<ReplayBody<B>>), (Self, Kind)> {
+    ) -> (Self, Result<Request<ReplayBody<B>>, Kind>) {
         let key = EchoKey::random();
         let head = Head::snapshot(&parts);
         let chain = Chain::new(body, key.as_ref(), settings.stats.clone());
@@ -88,12 +87,10 @@ where
         };
         match exchange.policy.retarget(&mut parts, exchange.head.avoid()) {
             Ok(chosen) => exchange.chosen = chosen,
-            Err(_) => return Err((exchange, Kind::NoBackendLeft)),
+            Err(_) => return (exchange, Err(Kind::NoBackendLeft)),
         }
-        Ok((
-            exchange,
-            Request::from_parts(parts, ReplayBody::new(attempt, 0)),
-        ))
+        let first = Request::from_parts(parts, ReplayBody::new(attempt, 0));
+        (exchange, Ok(first))
     }
 
     /// A `379` arrived: move what remains to send to a new attempt, its echo first (part A,
@@ -106,12 +103,16 @@ where
         R: Body<Data = Bytes> + Send + 'static,
         R::Error: Into<BoxError>,
     {
+        // The attempt failed meanwhile (its echo was wrong): that is the answer.
+        if let Some(kind) = self.active().failure() {
+            return Err(kind);
+        }
         // "A different origin": the one that sent the 379 must be avoided. Without its
         // name, a replay could go right back to the origin that is shutting down: fail safe.
         let served_by = response.extensions().get::<ServedBy>().map(|s| s.0.clone());
         let backend = served_by
             .or_else(|| self.chosen.clone())
-            .ok_or(Kind::NoBackend)?;
+            .ok_or(Kind::UnnamedBackend)?;
         // Part A, intermediary 5: loops end after the configured number of replays.
         if self.replays >= self.settings.max_replays {
             return Err(Kind::TooManyReplays {
@@ -171,44 +172,53 @@ where
     /// verified (part A, intermediary 6). Reads the echo itself once the replay's body is
     /// gone; registers the task otherwise.
     pub(super) fn verdict(&mut self, cx: &mut Context<'_>) -> Verdict {
-        if let Some(chain) = &mut self.taken_over {
-            return match chain.poll_discard_echoes(cx) {
-                Poll::Ready(Ok(())) => Verdict::Verified,
-                Poll::Ready(Err(kind)) => Verdict::Failed(kind),
-                Poll::Pending => Verdict::Draining,
-            };
-        }
-        let active = self.active().clone();
-        active.future_waker.register(cx.waker());
-        let dropped = {
-            let stage = active.lock();
-            match &*stage {
+        loop {
+            if let Some(chain) = &mut self.taken_over {
+                return match chain.poll_discard_echoes(cx) {
+                    Poll::Ready(Ok(())) => Verdict::Verified,
+                    Poll::Ready(Err(kind)) => Verdict::Failed(kind),
+                    Poll::Pending => Verdict::Draining,
+                };
+            }
+            let active = self.active();
+            active.future_waker.register(cx.waker());
+            match &*active.lock() {
                 Stage::Ended(kind) => return Verdict::Failed(kind.clone()),
                 Stage::Parked => return Verdict::Failed(Kind::TakenOver),
                 Stage::Sending(chain) if !chain.echo_pending() => return Verdict::Verified,
                 Stage::Sending(chain) if !active.is_dropped() => {
                     return Verdict::Waiting(chain.echo_progress())
                 }
-                Stage::Sending(_) => true,
+                // Nobody will pull the echo through the replay's body any more.
+                Stage::Sending(_) => {}
             }
-        };
-        debug_assert!(dropped);
-        // Nobody will pull the echo through the replay's body any more.
-        self.take_over();
-        self.verdict(cx)
+            self.take_over(None);
+        }
     }
 
-    /// The replay's upstream no longer pulls the echo (its body was dropped, or has not
-    /// moved for `echo_timeout` while its answer is held): the layer reads the rest itself,
-    /// and the attempt's body, if alive, stays pending until the answer is done.
-    pub(super) fn take_over(&mut self) {
-        tracing::debug!(
-            replays = self.replays,
-            "the replay's body is not read any more: the layer reads the echo itself"
-        );
-        // An attempt that ended keeps its chain: the verdict sees the failure.
-        if let Ok(chain) = self.active().take_chain() {
+    /// The replay's upstream no longer pulls the echo: its body was dropped (`stalled_at`
+    /// is `None`), or has not moved past `stalled_at` echoed bytes for `echo_timeout` while
+    /// its answer is held. The layer then reads the rest itself, and the attempt's body, if
+    /// alive, stays pending until the answer is done. Checked under the stage's lock: a
+    /// body that moved on meanwhile keeps its chain.
+    pub(super) fn take_over(&mut self, stalled_at: Option<u64>) {
+        let taken = self.active().take_chain_if(|chain| {
+            chain.echo_pending() && stalled_at.is_none_or(|at| chain.echo_progress() == at)
+        });
+        if let Some(chain) = taken {
+            tracing::debug!(
+                replays = self.replays,
+                "the replay's body is not read any more: the layer reads the echo itself"
+            );
             self.taken_over = Some(chain);
+        }
+    }
+
+    /// Echoed bytes the active replay has sent so far, while an echo is still to be sent.
+    pub(super) fn echo_progress(&self) -> Option<u64> {
+        match &*self.active().lock() {
+            Stage::Sending(chain) if chain.echo_pending() => Some(chain.echo_progress()),
+            Stage::Sending(_) | Stage::Parked | Stage::Ended(_) => None,
         }
     }
 
@@ -251,10 +261,21 @@ where
     /// The request cannot be saved: fail every attempt and answer `502` (`503` when out of
     /// room or backends; part A, intermediary 4 and 5).
     pub(super) fn bad_gateway<R>(&mut self, kind: Kind) -> Response<ReplayResponseBody<R>> {
-        self.done = true;
         self.settings.stats.add_failed();
         let status = kind.status();
         tracing::warn!(replays = self.replays, reason = %kind, status = status.as_u16(), "partial POST replay failed");
+        self.answer(kind)
+    }
+
+    /// The policy had no backend for the first attempt: nothing was sent, so no replay
+    /// failed; the client gets the layer's `503`.
+    pub(super) fn refused<R>(&mut self, kind: Kind) -> Response<ReplayResponseBody<R>> {
+        tracing::warn!(reason = %kind, "no backend for the request");
+        self.answer(kind)
+    }
+
+    fn answer<R>(&mut self, kind: Kind) -> Response<ReplayResponseBody<R>> {
+        self.done = true;
         let response = ReplayResponseBody::error(&kind);
         self.fail_all(kind);
         response
@@ -302,13 +323,14 @@ impl<B, P> Drop for Exchange<B, P> {
     }
 }
 
-/// Ends the handed-back attempt once its echo is spooled in full (see `prefetch`): its
-/// body fails, so hyper closes the old origin's connection (part A, intermediary 3).
-fn release_when_spooled<B: Send + 'static>(attempt: &Arc<Attempt<B>>) -> OnComplete {
+/// Ends the handed-back attempt once its echo task is done (see `prefetch`): its body
+/// fails, so hyper closes the old origin's connection (part A, intermediary 3), as soon as
+/// the echo is spooled in full, or as soon as it cannot be.
+fn release_when_spooled<B: Send + 'static>(attempt: &Arc<Attempt<B>>) -> OnDone {
     let attempt = Arc::downgrade(attempt);
-    Box::new(move || {
+    Box::new(move |outcome| {
         if let Some(attempt) = Weak::upgrade(&attempt) {
-            attempt.end_parked(Kind::Detached);
+            attempt.end_parked(outcome.err().unwrap_or(Kind::Detached));
         }
     })
 }

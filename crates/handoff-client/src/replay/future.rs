@@ -44,13 +44,16 @@ pin_project! {
     #[project = StateProj]
     enum State<F, O, R> {
         // An attempt is in flight: the first through the ready service, each replay through
-        // a `Oneshot` on a clone. For a replay, `taken_by` bounds the wait for an upstream
-        // to take it (the inner service never ready, a connect that never completes).
+        // a `Oneshot` on a clone. For a replay, `timer` bounds first the wait for an
+        // upstream to take it (`replay_timeout`: the inner service never ready, a connect
+        // that never completes), then each wait for the upstream to read more of the echo
+        // (`echo_timeout`; `progress` is the echoed byte count when it was last armed).
         Calling {
             #[pin]
             future: Either<F, O>,
             #[pin]
-            taken_by: Option<Sleep>,
+            timer: Option<Sleep>,
+            progress: Option<u64>,
         },
         // A replay's response head (any status), held until its echo is verified (part A,
         // intermediary 6). `progress` is the echoed byte count when `sleep` was last reset;
@@ -78,7 +81,8 @@ where
         ResponseFuture {
             state: State::Calling {
                 future: Either::Left(future),
-                taken_by: None,
+                timer: None,
+                progress: None,
             },
             service,
             exchange,
@@ -127,7 +131,11 @@ where
         loop {
             let first = this.exchange.replays() == 0;
             let response = match this.state.as_mut().project() {
-                StateProj::Calling { future, taken_by } => match future.poll(cx) {
+                StateProj::Calling {
+                    future,
+                    mut timer,
+                    progress,
+                } => match future.poll(cx) {
                     Poll::Ready(Ok(response)) => response,
                     // Nothing was replayed: the caller may still retry, so the error is
                     // its to see.
@@ -145,21 +153,47 @@ where
                     }
                     Poll::Pending if first => return Poll::Pending,
                     Poll::Pending => {
-                        let failure = this.exchange.failure(cx).or_else(|| {
-                            let taken = this.exchange.replay_taken();
-                            let late = !taken
-                                && taken_by.as_pin_mut().is_some_and(|t| t.poll(cx).is_ready());
-                            late.then_some(Kind::ReplayNotTaken {
-                                timeout: this.exchange.settings().replay_timeout,
-                            })
-                        });
-                        match failure {
-                            Some(kind) => {
-                                this.state.set(State::Done);
-                                return Poll::Ready(Ok(this.exchange.bad_gateway(kind)));
+                        let failure = match this.exchange.failure(cx) {
+                            Some(kind) => kind,
+                            None => {
+                                let Some(sleep) = timer.as_mut().as_pin_mut() else {
+                                    return Poll::Pending;
+                                };
+                                ready!(sleep.poll(cx));
+                                let settings = this.exchange.settings();
+                                let (replay_timeout, echo_timeout) =
+                                    (settings.replay_timeout, settings.echo_timeout);
+                                if !this.exchange.replay_taken() {
+                                    Kind::ReplayNotTaken {
+                                        timeout: replay_timeout,
+                                    }
+                                } else {
+                                    match (this.exchange.echo_progress(), *progress) {
+                                        // The echo is sent: only the upstream's own timeouts
+                                        // apply, however long the upload.
+                                        (None, _) => {
+                                            timer.set(None);
+                                            return Poll::Pending;
+                                        }
+                                        // Taken, then no more of the echo read.
+                                        (Some(now), Some(then)) if now == then => {
+                                            Kind::EchoTimeout {
+                                                timeout: echo_timeout,
+                                            }
+                                        }
+                                        (Some(now), _) => {
+                                            *progress = Some(now);
+                                            if let Some(sleep) = timer.as_mut().as_pin_mut() {
+                                                sleep.reset(deadline(echo_timeout));
+                                            }
+                                            continue;
+                                        }
+                                    }
+                                }
                             }
-                            None => return Poll::Pending,
-                        }
+                        };
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(this.exchange.bad_gateway(failure)));
                     }
                 },
                 StateProj::Holding {
@@ -188,15 +222,15 @@ where
                         ready!(sleep.poll(cx));
                         // No echoed byte went through the replay's body for `echo_timeout`:
                         // its upstream, which has answered, no longer pulls it. Read the rest
-                        // of the echo here instead.
-                        this.exchange.take_over();
+                        // of the echo here instead (unless it moved on meanwhile).
+                        this.exchange.take_over(Some(*progress));
                         continue;
                     }
                 },
                 StateProj::Refused { kind } => {
                     let kind = kind.take().expect("refused once");
                     this.state.set(State::Done);
-                    return Poll::Ready(Ok(this.exchange.bad_gateway(kind)));
+                    return Poll::Ready(Ok(this.exchange.refused(kind)));
                 }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             };
@@ -207,8 +241,12 @@ where
                     Ok(request) => {
                         let future = Either::Right(Oneshot::new(this.service.clone(), request));
                         let timeout = this.exchange.settings().replay_timeout;
-                        let taken_by = Some(tokio::time::sleep_until(deadline(timeout)));
-                        this.state.set(State::Calling { future, taken_by });
+                        let timer = Some(tokio::time::sleep_until(deadline(timeout)));
+                        this.state.set(State::Calling {
+                            future,
+                            timer,
+                            progress: None,
+                        });
                         continue;
                     }
                     Err(kind) => {

@@ -40,7 +40,7 @@ impl Head {
     /// that answered the last `379`.
     ///
     /// The head is the one the first attempt went with, `Host` included (vhost routing and
-    /// request signatures depend on it; the layer does not change the URI), plus the replay
+    /// request signatures depend on it; only the policy may change the URI), plus the replay
     /// count (part A, intermediary 5). `backend` joins the [`AvoidBackends`] list with the
     /// time of its `379`, after the caller's own and every earlier one (see its docs for how
     /// a balancer tells a restarted origin from one still shutting down). `max_replays`

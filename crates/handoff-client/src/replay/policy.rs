@@ -47,12 +47,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::HOST;
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::HeaderValue;
 
 use crate::backend::AvoidBackends;
 
 /// Chooses the upstream of each attempt. See the [module docs](self).
+///
+/// The layer clones its policy for each client request (as tower-http's `FollowRedirect`
+/// does), so state a policy changes in `retarget` lives for that request only: state shared
+/// between requests belongs behind an `Arc`, as [`Backends`] keeps its rotation.
 pub trait Policy {
     /// Points `parts` (the head of the attempt about to be sent) at an upstream that is not
     /// in `avoid`, the backends that handed this request back and the caller's own list.
@@ -114,7 +120,9 @@ impl Policy for Balancer {
 
 /// A fixed list of backends for a plain `hyper_util::client::legacy::Client`: each attempt
 /// goes to the next backend in turn that it need not avoid, by rewriting the request's
-/// scheme and authority (path and query are kept, and so is the `Host` header).
+/// scheme and authority. Path and query are kept, and so is the client's host: its `Host`
+/// header, or, for an HTTP/2 client whose request names its authority in the URI only, a
+/// `Host` header made from that authority (vhost routing and signatures depend on it).
 ///
 /// With no health state to tell a restarted origin from one still shutting down, a
 /// backend that handed the request back is skipped, unless every backend is to be avoided:
@@ -148,7 +156,8 @@ impl fmt::Display for InvalidBackend {
 impl Error for InvalidBackend {}
 
 impl Backends {
-    /// Backends given as base URIs such as `http://10.0.0.1:8080`; at least one.
+    /// Backends given as base URIs such as `http://10.0.0.1:8080`; at least one. A URI with
+    /// a path (other than `/`) or a query is refused: the request's own path is sent as is.
     pub fn new<I>(uris: I) -> Result<Self, InvalidBackend>
     where
         I: IntoIterator,
@@ -162,6 +171,13 @@ impl Backends {
                     .parse()
                     .map_err(|err| InvalidBackend(format!("{uri:?}: {err}")))?;
                 let parts = parsed.into_parts();
+                if parts
+                    .path_and_query
+                    .as_ref()
+                    .is_some_and(|p| p.as_str() != "/")
+                {
+                    return Err(InvalidBackend(format!("{uri:?} has a path or query")));
+                }
                 match (parts.scheme, parts.authority) {
                     (Some(scheme), Some(authority)) => Ok(Backend { scheme, authority }),
                     _ => Err(InvalidBackend(format!(
@@ -211,6 +227,13 @@ impl Policy for Backends {
         avoid: &AvoidBackends,
     ) -> Result<Option<Authority>, NoBackend> {
         let backend = self.choose(avoid).ok_or(NoBackend)?;
+        if !parts.headers.contains_key(HOST) {
+            if let Some(host) = parts.uri.authority() {
+                if let Ok(value) = HeaderValue::from_str(host.as_str()) {
+                    parts.headers.insert(HOST, value);
+                }
+            }
+        }
         let path = parts
             .uri
             .path_and_query()
@@ -283,5 +306,23 @@ mod tests {
         assert!(Backends::new(Vec::<String>::new()).is_err());
         assert!(Backends::new(["/no-authority"]).is_err());
         assert!(Backends::new(["http://a:1", "not a uri"]).is_err());
+        assert!(Backends::new(["http://a:1/api"]).is_err());
+        assert!(Backends::new(["http://a:1/"]).is_ok());
+    }
+
+    #[test]
+    fn the_clients_host_is_kept_or_made_from_its_uri() {
+        let mut policy = Backends::new(["http://a:1"]).unwrap();
+        // HTTP/1.1: the client's own Host header stays.
+        let mut head = parts("/up");
+        head.headers
+            .insert(HOST, HeaderValue::from_static("app.example"));
+        policy.retarget(&mut head, &AvoidBackends::new()).unwrap();
+        assert_eq!(head.headers[HOST], "app.example");
+        // HTTP/2: the authority was in the URI only.
+        let mut head = parts("https://app.example/up");
+        policy.retarget(&mut head, &AvoidBackends::new()).unwrap();
+        assert_eq!(head.headers[HOST], "app.example");
+        assert_eq!(head.uri, "http://a:1/up");
     }
 }

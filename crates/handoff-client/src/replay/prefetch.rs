@@ -29,14 +29,16 @@ use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
 use tower_http::timeout::{TimeoutBody, TimeoutError};
 
+use super::error::Kind;
 use super::stats::ReplayStats;
 use crate::BoxError;
 
 /// The body of a `379`, boxed so the request body type does not depend on the response's.
 pub(super) type EchoBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// What the echo task does once it holds every forwarded byte: release the old attempt.
-pub(super) type OnComplete = Box<dyn FnOnce() + Send>;
+/// What the echo task does once it is done with the old exchange: `Ok` once it holds every
+/// forwarded byte, or why it could not take them all. Either way the old attempt ends.
+pub(super) type OnDone = Box<dyn FnOnce(Result<(), Kind>) + Send>;
 
 /// Starts reading `echo`, of which `sent` bytes are expected, into a spool bounded by
 /// `config`; returns the spool's reader. Refused when the spool's bounds cannot
@@ -48,7 +50,7 @@ pub(super) fn spawn(
     config: &SpoolConfig,
     timeout: Duration,
     stats: ReplayStats,
-    on_complete: OnComplete,
+    on_done: OnDone,
 ) -> Result<SpoolReader, (EchoBody, SpoolError)> {
     let (mut writer, reader) = spool(config);
     if let Err(err) = writer.reserve(sent) {
@@ -61,7 +63,7 @@ pub(super) fn spawn(
         timeout,
         stats,
     };
-    tokio::spawn(task.run(on_complete));
+    tokio::spawn(task.run(on_done));
     Ok(reader)
 }
 
@@ -71,6 +73,15 @@ struct EchoTask {
     sent: u64,
     timeout: Duration,
     stats: ReplayStats,
+}
+
+/// How the task stopped.
+enum End {
+    Complete,
+    Short,
+    /// What the reader gets, and why the old attempt ends.
+    Failed(Box<dyn Error + Send + Sync>, Kind),
+    ReaderGone,
 }
 
 enum Step {
@@ -83,45 +94,75 @@ enum Step {
 }
 
 impl EchoTask {
-    async fn run(mut self, on_complete: OnComplete) {
+    async fn run(mut self, on_done: OnDone) {
         let mut received = 0u64;
-        loop {
+        let end = loop {
             let data = match self.next().await {
                 Step::Data(data) => data,
                 Step::Skip => continue,
-                // Too short: the reader sees the end before the count and says so.
-                Step::End => return self.writer.finish(),
+                Step::End => break End::Short,
                 Step::Failed(err) if err.is::<TimeoutError>() => {
                     let timeout = self.timeout;
-                    return self.writer.fail(EchoStalled { timeout });
+                    break End::Failed(
+                        Box::new(EchoStalled { timeout }),
+                        Kind::EchoTimeout { timeout },
+                    );
                 }
-                Step::Failed(err) => return self.writer.fail(err),
-                Step::Stop(SpoolError::ReaderGone) => return,
+                Step::Failed(err) => break End::Failed(err, self.short(received)),
+                Step::Stop(SpoolError::ReaderGone) => break End::ReaderGone,
                 Step::Stop(err) => {
                     tracing::warn!(error = %err, "echo spool failed");
-                    return self.writer.fail(err);
+                    break End::Failed(Box::new(err), self.short(received));
                 }
             };
             // Part A, intermediary 4: more echoed bytes than were forwarded. Nothing of the
             // frame goes in, so the reader fails before it could complete the echo.
             if data.len() as u64 > self.sent - received {
-                return self.writer.fail(EchoOverflow);
+                let kind = Kind::EchoTooLong {
+                    expected: self.sent,
+                };
+                break End::Failed(Box::new(EchoOverflow), kind);
             }
             if let Err(err) = self.writer.push(&data) {
-                return self.writer.fail(err);
+                break End::Failed(Box::new(err), self.short(received));
             }
             self.stats.add_spooled(data.len() as u64);
             received += data.len() as u64;
             if received == self.sent {
+                break End::Complete;
+            }
+        };
+        let outcome = match end {
+            End::Complete => {
                 tracing::debug!(
                     bytes = received,
                     "echo taken in full; releasing the old exchange"
                 );
                 self.writer.finish();
-                on_complete();
-                // Dropping `self.echo` here ends the 379's body: the old exchange is done.
-                return;
+                Ok(())
             }
+            // Too short: the reader sees the end before the count and says so.
+            End::Short => {
+                let kind = self.short(received);
+                self.writer.finish();
+                Err(kind)
+            }
+            End::Failed(err, kind) => {
+                self.writer.fail(err);
+                Err(kind)
+            }
+            End::ReaderGone => Err(Kind::Abandoned),
+        };
+        // Whatever happened, the old exchange ends now, not when the replay gets this far
+        // (its origin is draining). Dropping `self.echo` ends the 379's body.
+        on_done(outcome);
+    }
+
+    fn short(&self, received: u64) -> Kind {
+        Kind::EchoTooShort {
+            expected: self.sent,
+            received,
+            source: None,
         }
     }
 

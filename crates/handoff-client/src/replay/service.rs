@@ -147,8 +147,8 @@ where
         }
         let policy = self.policy.clone();
         match Exchange::start(parts, body, &self.settings, policy) {
-            Ok((exchange, first)) => ResponseFuture::new(inner.call(first), inner, exchange),
-            Err((exchange, kind)) => ResponseFuture::refused(inner, exchange, kind),
+            (exchange, Ok(first)) => ResponseFuture::new(inner.call(first), inner, exchange),
+            (exchange, Err(kind)) => ResponseFuture::refused(inner, exchange, kind),
         }
     }
 }

@@ -56,9 +56,9 @@ macro_rules! settings_methods {
         /// request (and its old connection) forever. On expiry the client gets `502`.
         /// Default 30 s.
         ///
-        /// It is also how long a replay's answer is held while no echoed byte goes through
-        /// the replay's body: after that the layer reads the rest of the echo itself (see
-        /// the [module docs](crate::replay)).
+        /// It also bounds, between once and twice over, how long a replay may read none of
+        /// its echo: before its answer, the client then gets `502`; after it, the layer
+        /// reads the rest of the echo itself (see the [module docs](crate::replay)).
         pub fn echo_timeout(mut self, timeout: std::time::Duration) -> Self {
             self.settings.echo_timeout = timeout;
             self
@@ -69,9 +69,10 @@ macro_rules! settings_methods {
         /// connection (when it asks the body's size) or reading its body, or an answer.
         /// Past it the client gets `502`. An HTTP/2 stream queued behind the peer's
         /// concurrency limit before its head is written counts as waiting. Once the
-        /// upstream reads the body, only [`echo_timeout`](Self::echo_timeout) and the
-        /// upstream's own timeouts apply, however long the upload. The echo is taken from
-        /// the old origin meanwhile. Default 10 s.
+        /// upstream took it, [`echo_timeout`](Self::echo_timeout) bounds each wait for it
+        /// to read more of the echo; once the echo is sent, only the upstream's own
+        /// timeouts apply, however long the upload. The echo is taken from the old origin
+        /// meanwhile. Default 10 s.
         pub fn replay_timeout(mut self, timeout: std::time::Duration) -> Self {
             self.settings.replay_timeout = timeout;
             self
