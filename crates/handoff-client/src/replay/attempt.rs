@@ -136,7 +136,10 @@ impl<B> Attempt<B> {
     }
 
     pub(super) fn set_taken(&self) {
-        self.taken.store(true, Ordering::Relaxed);
+        // Read first: every poll asks, and only the first one needs to write.
+        if !self.taken.load(Ordering::Relaxed) {
+            self.taken.store(true, Ordering::Relaxed);
+        }
     }
 
     pub(super) fn is_taken(&self) -> bool {

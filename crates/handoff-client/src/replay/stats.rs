@@ -94,14 +94,16 @@ impl ReplayStats {
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts `n` bytes as held until the returned guard drops.
-    pub(super) fn hold(&self, n: u64) -> Held {
-        let now = self.counters.held.fetch_add(n, Ordering::Relaxed) + n;
-        self.counters.max_held.fetch_max(now, Ordering::Relaxed);
-        Held {
-            counters: self.counters.clone(),
-            n,
+    /// Counts `n` bytes as held until the returned guard drops. Once per forwarded frame,
+    /// on counters every request shares: a borrow (no reference count to move) and a read
+    /// before the rarely needed write of the peak keep it to two atomic writes.
+    pub(super) fn hold(&self, n: u64) -> Held<'_> {
+        let counters = &*self.counters;
+        let now = counters.held.fetch_add(n, Ordering::Relaxed) + n;
+        if now > counters.max_held.load(Ordering::Relaxed) {
+            counters.max_held.fetch_max(now, Ordering::Relaxed);
         }
+        Held { counters, n }
     }
 }
 
@@ -119,12 +121,12 @@ impl fmt::Debug for ReplayStats {
 }
 
 /// Bytes counted in [`ReplayStats::held_bytes`] while this lives.
-pub(super) struct Held {
-    counters: Arc<Counters>,
+pub(super) struct Held<'a> {
+    counters: &'a Counters,
     n: u64,
 }
 
-impl Drop for Held {
+impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.counters.held.fetch_sub(self.n, Ordering::Relaxed);
     }
