@@ -7,7 +7,8 @@
 //! `Response-Message-Location` under `--resume-prefix`; with `--store <dir>` it survives a
 //! restart of the process. On SIGTERM or SIGINT it shuts down gracefully: with `--replay`,
 //! uploads still arriving go back to the proxy with `379`; the rest drain for up to
-//! `--drain-timeout` seconds.
+//! `--drain-timeout` seconds, and prints its totals as its last line on stdout
+//! (`totals uploads_started=N uploads_completed=N body_errors=N bytes_received=N`).
 //!
 //! ```text
 //! cargo run --example origin -- --listen 127.0.0.1:8081 --name a --replay
@@ -92,8 +93,19 @@ async fn run(args: Args) -> Result<ExitCode, BoxError> {
                 ..Limits::default()
             },
         }));
-    let origin = spawn_origin(listener, cfg, OriginStats::default()).await?;
+    let stats = OriginStats::default();
+    let origin = spawn_origin(listener, cfg, stats.clone()).await?;
     let addr = origin.addr();
     // `wait` begins the graceful shutdown when it is first polled, after the signal.
-    Ok(serve_until_terminated(termination, addr, origin.wait()).await?)
+    let code = serve_until_terminated(termination, addr, origin.wait()).await?;
+    // The last line on stdout, for harnesses (`crates/handoff-bench`) that count what the
+    // proxy in front sent this origin.
+    println!(
+        "totals uploads_started={} uploads_completed={} body_errors={} bytes_received={}",
+        stats.uploads_started(),
+        stats.uploads_completed(),
+        stats.body_errors(),
+        stats.bytes_received()
+    );
+    Ok(code)
 }

@@ -4,6 +4,8 @@
 //! backend that answered `379` or refused a connection is skipped until `GET /health`
 //! passes again. When an origin hands an upload back with `379`, `ReplayLayer` replays it on
 //! another origin; the client never notices. Request bodies stream through, never buffered.
+//! On SIGTERM it drains, then prints the replay totals as its last line on stdout
+//! (`totals replays=N echoed_bytes=N failed=N max_held_bytes=N spooled_bytes=N`).
 //!
 //! ```text
 //! cargo run --example proxy -- --listen 127.0.0.1:8080 \
@@ -74,6 +76,15 @@ async fn run(args: Args) -> Result<ExitCode, BoxError> {
         failed = stats.failed(),
         max_held_bytes = stats.max_held_bytes(),
         "replay totals"
+    );
+    // The last line on stdout, for harnesses (`crates/handoff-bench`).
+    println!(
+        "totals replays={} echoed_bytes={} failed={} max_held_bytes={} spooled_bytes={}",
+        stats.replays(),
+        stats.echoed_bytes(),
+        stats.failed(),
+        stats.max_held_bytes(),
+        stats.spooled_bytes()
     );
     Ok(code)
 }
