@@ -266,12 +266,13 @@ impl Progress {
             return;
         }
         let mut text = format!(
-            "uploaded {} ({len} bytes) in {:.2} s: {}, {}, {} re-sent",
+            "uploaded {} ({len} bytes) in {:.2} s: {}, {}, {} re-sent ({} bytes)",
             fmt_bytes(len),
             elapsed.as_secs_f64(),
             count(report.attempts, "attempt"),
             count(report.resumes, "resume"),
             fmt_bytes(report.bytes_resent),
+            report.bytes_resent,
         );
         if report.restarts > 0 {
             text.push_str(&format!(", {}", count(report.restarts, "restart")));

@@ -1,4 +1,4 @@
-//! The binaries a run needs: the workspace's `origin` and `proxy` examples (built here,
+//! The binaries a run needs: the workspace's `origin`, `proxy` and `upload` examples (built here,
 //! release, once), and the peers found on the machine (installed by
 //! `scripts/install-peers.sh`, never by the harness).
 
@@ -11,6 +11,8 @@ use crate::BoxError;
 pub(crate) struct Bins {
     pub(crate) origin: PathBuf,
     pub(crate) proxy: PathBuf,
+    /// The resume layer as a command-line client.
+    pub(crate) upload: PathBuf,
     pub(crate) nginx: Option<PathBuf>,
     pub(crate) haproxy: Option<PathBuf>,
 }
@@ -28,15 +30,23 @@ pub(crate) fn target_dir() -> PathBuf {
 }
 
 impl Bins {
-    /// Builds the examples (`cargo build --release --example origin --example proxy`) and
+    /// Builds the examples (`cargo build --release --example origin --example proxy
+    /// --example upload`) and
     /// looks for nginx and HAProxy.
     pub(crate) fn prepare() -> Result<Self, BoxError> {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        eprintln!("building the origin and proxy examples (release)");
+        eprintln!("building the origin, proxy and upload examples (release)");
         let status = Command::new(cargo)
             .current_dir(workspace_root())
             .args(["build", "--release", "--quiet", "-p", "tower-handoff"])
-            .args(["--example", "origin", "--example", "proxy"])
+            .args([
+                "--example",
+                "origin",
+                "--example",
+                "proxy",
+                "--example",
+                "upload",
+            ])
             .status()?;
         if !status.success() {
             return Err(format!("building the examples failed: {status}").into());
@@ -45,6 +55,7 @@ impl Bins {
         Ok(Bins {
             origin: examples.join("origin"),
             proxy: examples.join("proxy"),
+            upload: examples.join("upload"),
             nginx: find("nginx"),
             haproxy: find("haproxy"),
         })

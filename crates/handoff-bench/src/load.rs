@@ -16,6 +16,9 @@ use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// The longest a client waits for the proxy to take the next chunk or to finish its answer.
+const STALL_LIMIT: Duration = Duration::from_secs(60);
+
 /// One upload's size and pace.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Pace {
@@ -105,15 +108,26 @@ async fn upload(
         let len = (pace.size - sent).min(pace.chunk as u64) as usize;
         let data = chunk.slice(..len);
         hash.update(&data);
-        if let Err(err) = tx.send_data(data).await {
-            send_error = Some(format!("the connection stopped taking the body: {err:?}"));
-            break;
+        // Bounded: a proxy that stops reading without closing must not hang the run.
+        match tokio::time::timeout(STALL_LIMIT, tx.send_data(data)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                send_error = Some("the connection stopped taking the body".to_owned());
+                break;
+            }
+            Err(_) => {
+                send_error = Some(format!("the body was not taken for {STALL_LIMIT:?}"));
+                break;
+            }
         }
         sent += len as u64;
-        let due = started + step * (i as u32 + 1);
-        tokio::time::sleep_until(due.into()).await;
+        if i + 1 < chunks {
+            let due = started + step * (i as u32 + 1);
+            tokio::time::sleep_until(due.into()).await;
+        }
     }
     drop(tx);
+    // The last chunk is queued to hyper: from here on, the answer waits for the proxy.
     let last_byte = Instant::now();
     let digest = format!("{:x}", hash.finalize());
 
@@ -133,9 +147,10 @@ async fn upload(
     };
     let answered = Instant::now();
     let status = response.status().as_u16();
-    let body = match response.into_body().collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(err) => return failed(Some(status), format!("the response body failed: {err}")),
+    let body = match tokio::time::timeout(STALL_LIMIT, response.into_body().collect()).await {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(err)) => return failed(Some(status), format!("the response body failed: {err}")),
+        Err(_) => return failed(Some(status), "the response body stalled".to_owned()),
     };
     let ok = status == 200
         && sent == pace.size

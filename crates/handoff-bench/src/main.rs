@@ -6,6 +6,9 @@
 //! bash scripts/install-peers.sh                          # nginx and HAProxy (Debian)
 //! cargo run --release -p handoff-bench -- restart        # every contender, three timings
 //! cargo run --release -p handoff-bench -- restart --quick --only ours
+//! cargo run --release -p handoff-bench -- memory         # peak RSS against body size
+//! cargo run --release -p handoff-bench -- overhead       # the layers' cost, no restarts
+//! cargo run --release -p handoff-bench -- resume         # cut uploads, resumed or restarted
 //! ```
 //!
 //! Each scenario prints a table and writes JSON, text and an SVG chart under
@@ -15,11 +18,14 @@
 
 mod bins;
 mod load;
+mod memory;
 mod origins;
+mod overhead;
 mod peers;
 mod procs;
 mod report;
 mod restart;
+mod resume;
 
 use std::process::ExitCode;
 
@@ -38,6 +44,14 @@ struct Cli {
 enum Scenario {
     /// Rolling restarts under paced uploads: failures, latency, proxy memory and disk.
     Restart(restart::Args),
+    /// Proxy peak RSS against body size, with one origin restart.
+    Memory(memory::Args),
+    /// The layers' cost without restarts: small POSTs to an origin, large uploads through
+    /// each proxy.
+    Overhead(overhead::Args),
+    /// Uploads through a relay that cuts their connections: the resume layer against a
+    /// client that starts over.
+    Resume(resume::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,8 +68,18 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.scenario {
-            Scenario::Restart(args) => restart::run(args).await,
+        let scenario = async {
+            match cli.scenario {
+                Scenario::Restart(args) => restart::run(args).await,
+                Scenario::Memory(args) => memory::run(args).await,
+                Scenario::Overhead(args) => overhead::run(args).await,
+                Scenario::Resume(args) => resume::run(args).await,
+            }
+        };
+        // Ctrl-C drops the scenario: every child is killed and every temp dir removed.
+        tokio::select! {
+            result = scenario => result,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
         }
     });
     match result {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::procs::Proc;
+use crate::procs::{self, Proc};
 use crate::BoxError;
 
 /// How the origins run.
@@ -21,6 +21,8 @@ pub(crate) struct OriginSetup {
     /// origin, as a deployment waits for readiness: the proxies' health checks need a
     /// moment to see it.
     pub(crate) settle: Duration,
+    /// The first processes read each upload at most this fast (bytes per second).
+    pub(crate) read_rate: Option<u64>,
 }
 
 struct Slot {
@@ -44,7 +46,7 @@ impl Origins {
         let mut slots = Vec::with_capacity(count);
         for i in 0..count {
             let listen: SocketAddr = "127.0.0.1:0".parse().expect("an address");
-            let (running, addr) = spawn(&bin, i, listen, setup, None).await?;
+            let (running, addr) = spawn(&bin, i, listen, setup, setup.read_rate).await?;
             slots.push(Slot {
                 addr,
                 running,
@@ -58,39 +60,87 @@ impl Origins {
         self.slots.iter().map(|s| s.addr).collect()
     }
 
-    /// SIGTERMs each origin in turn, waits for it to exit (at most its drain window and a
+    /// The largest peak RSS of the origin processes running now.
+    pub(crate) fn peak_rss(&self) -> u64 {
+        let peaks = self
+            .slots
+            .iter()
+            .filter_map(|s| procs::peak_rss(s.running.pid()));
+        peaks.max().unwrap_or(0)
+    }
+
+    /// SIGTERMs each of the first `count` origins in turn, waits for it to exit (at most its drain window and a
     /// margin), starts it again on the same port, reading at `read_rate` bytes per second
     /// per upload if given (a slow replacement), and lets it settle before the next one.
-    pub(crate) async fn rolling_restart(&mut self, read_rate: Option<u64>) -> Result<(), BoxError> {
+    ///
+    /// Origin `i` is stopped at `i` times the drain window plus the settle time after the
+    /// first, whatever the earlier ones took: an origin that hands its uploads back exits at
+    /// once, one that drains them waits out its window, and the schedule must not depend on
+    /// which.
+    pub(crate) async fn rolling_restart(
+        &mut self,
+        count: usize,
+        read_rate: Option<u64>,
+    ) -> Result<(), BoxError> {
         let limit = self.setup.drain + Duration::from_secs(5);
-        for i in 0..self.slots.len() {
+        let period = self.setup.drain + self.setup.settle;
+        let start = tokio::time::Instant::now();
+        for i in 0..count.min(self.slots.len()) {
+            tokio::time::sleep_until(start + period * i as u32).await;
             let slot = &mut self.slots[i];
             slot.running.stop(limit).await?;
             let (next, _) = spawn(&self.bin, i, slot.addr, self.setup, read_rate).await?;
             let old = std::mem::replace(&mut slot.running, next);
             slot.stopped.push(old);
-            tokio::time::sleep(self.setup.settle).await;
         }
+        tokio::time::sleep(self.setup.settle).await;
         Ok(())
     }
 
     /// Stops every origin; the body bytes their handlers received in all, over every
-    /// process (what the proxy sent upstream that reached a handler).
-    pub(crate) async fn stop(mut self) -> Result<u64, BoxError> {
+    /// process (what the proxy sent upstream that reached a handler), and how many
+    /// processes printed no totals (killed at their deadline: their bytes are missing).
+    pub(crate) async fn stop(mut self) -> Result<(u64, usize), BoxError> {
         let mut received = 0;
+        let mut missing = 0;
         for slot in &mut self.slots {
-            slot.running
-                .stop(self.setup.drain + Duration::from_secs(5))
-                .await?;
+            let limit = self.setup.drain + Duration::from_secs(5);
+            slot.running.stop(limit).await?;
             for proc in slot.stopped.iter().chain([&slot.running]) {
-                received += proc.totals("bytes_received").unwrap_or(0);
+                match proc.totals("bytes_received") {
+                    Some(bytes) => received += bytes,
+                    None => missing += 1,
+                }
             }
         }
-        Ok(received)
+        Ok((received, missing))
     }
 }
 
+/// Starts origin `index` on `listen`. A restarted origin binds the port its predecessor
+/// had, which an outgoing connection may hold for a moment: up to five tries.
 async fn spawn(
+    bin: &PathBuf,
+    index: usize,
+    listen: SocketAddr,
+    setup: OriginSetup,
+    read_rate: Option<u64>,
+) -> Result<(Proc, SocketAddr), BoxError> {
+    let mut tries = 0;
+    loop {
+        match spawn_once(bin, index, listen, setup, read_rate).await {
+            Ok(started) => return Ok(started),
+            Err(err) if tries < 4 => {
+                tries += 1;
+                eprintln!("origin o{index} did not start ({err}); trying again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+async fn spawn_once(
     bin: &PathBuf,
     index: usize,
     listen: SocketAddr,

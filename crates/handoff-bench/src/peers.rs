@@ -14,8 +14,9 @@ use crate::BoxError;
 /// Which peer, and how it is configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Peer {
-    /// nginx streaming request bodies (`proxy_request_buffering off`): it cannot retry a
-    /// request whose body it has started to send.
+    /// nginx streaming request bodies (`proxy_request_buffering off`), with
+    /// `proxy_next_upstream error timeout non_idempotent`: it cannot retry a request whose
+    /// body it has started to send.
     NginxStreaming,
     /// nginx store-and-forward (its default buffering, to temp files past 16 KiB) with
     /// `proxy_next_upstream error timeout non_idempotent`: it retries POSTs from its copy.
@@ -135,9 +136,11 @@ fn nginx_config(dir: &Path, addr: SocketAddr, origins: &[SocketAddr], peer: Peer
             "        server {origin} max_fails=1 fail_timeout=2s;"
         );
     }
+    // Both may retry a POST on another origin; the streaming one only until it has started
+    // to send the body (it has no copy), which is what its row shows.
     let body = match peer {
         Peer::NginxStreaming => "proxy_request_buffering off;",
-        _ => "proxy_request_buffering on;\n            proxy_next_upstream error timeout non_idempotent;",
+        _ => "proxy_request_buffering on;",
     };
     let dir = dir.display();
     format!(
@@ -166,6 +169,7 @@ http {{
             proxy_set_header Connection \"\";
             proxy_read_timeout 60s;
             proxy_send_timeout 60s;
+            proxy_next_upstream error timeout non_idempotent;
             {body}
         }}
     }}
@@ -245,9 +249,10 @@ mod tests {
         let addr = "127.0.0.1:3".parse().unwrap();
         let streaming = nginx_config(Path::new("/d"), addr, &origins(), Peer::NginxStreaming);
         assert!(streaming.contains("proxy_request_buffering off;"));
-        assert!(!streaming.contains("non_idempotent"));
+        assert!(streaming.contains("proxy_next_upstream error timeout non_idempotent;"));
         assert!(streaming.contains("server 127.0.0.1:2 max_fails=1"));
         let buffered = nginx_config(Path::new("/d"), addr, &origins(), Peer::NginxBuffered);
+        assert!(buffered.contains("proxy_request_buffering on;"));
         assert!(buffered.contains("proxy_next_upstream error timeout non_idempotent;"));
         assert!(buffered.contains("client_body_temp_path /d/body;"));
     }

@@ -29,6 +29,16 @@ pub(crate) struct Proc {
     readers: Vec<JoinHandle<()>>,
 }
 
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // `kill_on_drop` kills the child only: a process that has children of its own
+        // (nginx's workers) must not leave them behind.
+        if self.child.id().is_some() {
+            self.kill_children();
+        }
+    }
+}
+
 impl Proc {
     /// Starts `command`, capturing stdout and stderr line by line.
     pub(crate) fn spawn(name: impl Into<String>, mut command: Command) -> Result<Self, BoxError> {
@@ -65,15 +75,21 @@ impl Proc {
         name: impl Into<String>,
         command: Command,
     ) -> Result<(Self, SocketAddr), BoxError> {
-        let proc = Proc::spawn(name, command)?;
+        let mut proc = Proc::spawn(name, command)?;
         let addr = tokio::time::timeout(START_LIMIT, async {
             loop {
-                let found = proc.lines().iter().find_map(|line| {
-                    line.strip_prefix("listening on ")
-                        .and_then(|addr| addr.trim().parse::<SocketAddr>().ok())
-                });
-                if let Some(addr) = found {
-                    return addr;
+                if let Some(addr) = proc.announced() {
+                    return Ok(addr);
+                }
+                // A child that exits first (a port still taken) is not waited for; what it
+                // printed is read to its end first.
+                if let Ok(Some(status)) = proc.child.try_wait() {
+                    for reader in proc.readers.drain(..) {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+                    }
+                    return proc.announced().ok_or_else(|| {
+                        format!("{} exited ({status}): {:?}", proc.name, proc.lines())
+                    });
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -85,8 +101,16 @@ impl Proc {
                 proc.name,
                 proc.lines()
             )
-        })?;
+        })??;
         Ok((proc, addr))
+    }
+
+    /// The address of its `listening on ADDR` line, once printed.
+    fn announced(&self) -> Option<SocketAddr> {
+        self.lines().iter().find_map(|line| {
+            line.strip_prefix("listening on ")
+                .and_then(|addr| addr.trim().parse::<SocketAddr>().ok())
+        })
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -111,6 +135,7 @@ impl Proc {
         let status = match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(status) => status?,
             Err(_) => {
+                self.kill_children();
                 self.child.start_kill()?;
                 self.child.wait().await?
             }
@@ -119,6 +144,14 @@ impl Proc {
             let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
         }
         Ok(status)
+    }
+
+    fn kill_children(&self) {
+        for pid in children(self.pid) {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
     }
 
     /// SIGTERM, then [`wait`](Self::wait).
@@ -144,21 +177,63 @@ where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        let mut line = String::new();
+        let mut line = Vec::new();
         loop {
             line.clear();
-            match reader.read_line(&mut line).await {
+            // Bytes, not a String: output that is not UTF-8 must not stop the reading (the
+            // child would block on a full pipe).
+            match reader.read_until(b'\n', &mut line).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {
                     let mut lines = lines.lock().unwrap_or_else(|e| e.into_inner());
                     // Bounded: a chatty child cannot grow the harness without limit.
                     if lines.len() < 200_000 {
-                        lines.push(line.trim_end().to_owned());
+                        lines.push(String::from_utf8_lossy(&line).trim_end().to_owned());
                     }
                 }
             }
         }
     })
+}
+
+/// Proportional set size of a process now (`Pss` of `/proc/PID/smaps_rollup`), in bytes:
+/// pages shared between processes (nginx's master and workers) count once in all.
+pub(crate) fn pss(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = rollup.lines().find(|l| l.starts_with("Pss:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Samples the summed [`pss`] of a set of processes (and their children) every 50 ms until
+/// stopped; the highest sum seen.
+pub(crate) struct MemorySampler {
+    peak: Arc<std::sync::atomic::AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl MemorySampler {
+    pub(crate) fn start(pids: Vec<u32>) -> Self {
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let all = pids
+                    .iter()
+                    .flat_map(|p| std::iter::once(*p).chain(children(*p)));
+                let sum: u64 = all.filter_map(pss).sum();
+                seen.fetch_max(sum, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        MemorySampler { peak, task }
+    }
+
+    /// Stops sampling; the peak in bytes.
+    pub(crate) fn stop(self) -> u64 {
+        self.task.abort();
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Peak resident set size (`VmHWM`) of a process, in bytes.
@@ -175,6 +250,18 @@ pub(crate) fn disk_writes(pid: u32) -> Option<u64> {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
     let line = io.lines().find(|l| l.starts_with("write_bytes:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time (user + system) of a process so far, from `/proc/PID/stat`.
+pub(crate) fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // Clock ticks: USER_HZ is 100 on Linux.
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// The direct children of a process (nginx's workers).
@@ -211,8 +298,16 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_a_peak_rss() {
+    fn this_process_has_a_peak_rss_and_spends_cpu() {
         assert!(peak_rss(std::process::id()).is_some_and(|b| b > 0));
         assert!(disk_writes(std::process::id()).is_some());
+        let before = cpu_time(std::process::id()).unwrap();
+        let mut x = 0u64;
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_add(1);
+        }
+        assert!(x > 0);
+        assert!(cpu_time(std::process::id()).unwrap() > before);
     }
 }

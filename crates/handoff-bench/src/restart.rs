@@ -52,7 +52,7 @@ pub(crate) struct Args {
 
 /// Who fronts the origins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Contender {
+pub(crate) enum Contender {
     /// The workspace's `proxy` example; origins with `--replay` when `replay`.
     Ours {
         replay: bool,
@@ -61,7 +61,7 @@ enum Contender {
 }
 
 impl Contender {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Contender::Ours { replay: true } => "ours, replay",
             Contender::Ours { replay: false } => "ours, --no-replay",
@@ -76,8 +76,8 @@ pub(crate) enum Timing {
     /// A third of the way through the uploads: streaming proxies have sent part of each
     /// body to an origin.
     Streaming,
-    /// As the clients send their last bytes: store-and-forward proxies are forwarding their
-    /// buffered copies.
+    /// As the clients send their last bytes, with origins that read at three times the
+    /// clients' rate: store-and-forward proxies are forwarding their buffered copies.
     Forwarding,
     /// As `Streaming`, with replacements that read at a limited rate: where drain windows
     /// bite, since the old origin's echo must not wait for the new one.
@@ -105,12 +105,14 @@ pub(crate) struct Row {
     pub(crate) failed_statuses: Vec<u16>,
     /// No answer at all (a reset connection).
     pub(crate) no_response: usize,
+    /// Over the uploads that succeeded.
     pub(crate) latency_p50: Duration,
     pub(crate) latency_p99: Duration,
-    /// From the client's last byte to the answer, median over the answered uploads.
+    /// From the client's last byte to the answer, median over the uploads that succeeded.
     pub(crate) last_byte_to_answer_p50: Option<Duration>,
-    /// Sum of the proxy's processes' peak RSS.
-    pub(crate) proxy_peak_rss: u64,
+    /// The proxy's peak memory: the highest sum of its processes' PSS (shared pages counted
+    /// once), sampled every 50 ms.
+    pub(crate) proxy_peak_memory: u64,
     /// Bytes the proxy's processes wrote to storage (body temp files).
     pub(crate) proxy_disk_writes: u64,
     /// Body bytes the origins' handlers received (what the proxy sent upstream).
@@ -119,7 +121,22 @@ pub(crate) struct Row {
     pub(crate) client_bytes_lost: u64,
     /// Requests the proxy sent again to another origin (replays; the peers' retries).
     pub(crate) retried: u64,
+    /// The largest peak RSS (`VmHWM`) of the origins running at the end.
+    pub(crate) origin_peak_rss: u64,
     pub(crate) errors: Vec<String>,
+}
+
+/// When the origins restart, and how many of them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Schedule {
+    pub(crate) timing: Timing,
+    pub(crate) at: Duration,
+    /// The first `origins` origins restart, in turn.
+    pub(crate) origins: usize,
+    /// The first origins read at this many bytes per second per upload.
+    pub(crate) first_read_rate: Option<u64>,
+    /// Replacements read at this many bytes per second per upload.
+    pub(crate) read_rate: Option<u64>,
 }
 
 /// The sizes of a run.
@@ -134,6 +151,16 @@ pub(crate) struct Plan {
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
+    for (name, value) in [
+        ("--upload-secs", args.upload_secs),
+        ("--drain-secs", args.drain_secs),
+        ("--settle-secs", args.settle_secs),
+        ("--slow-read-mib", args.slow_read_mib),
+    ] {
+        if !(value.is_finite() && value > 0.0 && value < 3600.0) {
+            return Err(format!("{name} must be a positive number of at most 3600").into());
+        }
+    }
     let plan = if args.quick {
         Plan {
             uploads: 8,
@@ -154,40 +181,26 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
         }
     };
     let bins = Bins::prepare()?;
-    let mut contenders = vec![
+    let ours = [
         Contender::Ours { replay: true },
         Contender::Ours { replay: false },
     ];
-    let mut notes = Vec::new();
-    for (name, bin, peers) in [
-        (
-            "nginx",
-            &bins.nginx,
-            [Peer::NginxStreaming, Peer::NginxBuffered],
-        ),
-        (
-            "HAProxy",
-            &bins.haproxy,
-            [Peer::Haproxy, Peer::HaproxyBigBuffer],
-        ),
-    ] {
-        match bin {
-            Some(bin) => {
-                notes.push(format!("{name}: {}", bins::version(bin)));
-                contenders.extend(peers.map(Contender::Peer));
-            }
-            None => notes.push(format!(
-                "skipped {} and {}: not installed (scripts/install-peers.sh installs them)",
-                peers[0].label(),
-                peers[1].label()
-            )),
-        }
+    let peers = [
+        Peer::NginxStreaming,
+        Peer::NginxBuffered,
+        Peer::Haproxy,
+        Peer::HaproxyBigBuffer,
+    ];
+    let (mut contenders, mut notes) = contenders(&bins, &ours, &peers);
+    // HAProxy refuses a `tune.bufsize` of 256 MB or more in HTTP mode.
+    if plan.size + (1 << 20) >= 256_000_000 {
+        contenders.retain(|c| *c != Contender::Peer(Peer::HaproxyBigBuffer));
+        notes.push(
+            "skipped HAProxy with an upload-sized buffer: it allows at most 256 MB".to_owned(),
+        );
     }
     if !args.only.is_empty() {
         contenders.retain(|c| args.only.iter().any(|o| c.label().contains(o.as_str())));
-    }
-    for note in &notes {
-        eprintln!("{note}");
     }
 
     let timings = [
@@ -201,7 +214,24 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
         for offset in 0..contenders.len() {
             let contender = contenders[(offset + t) % contenders.len()];
             eprintln!("restart: {} / {}", timing.label(), contender.label());
-            rows.push(run_one(&bins, contender, timing, plan).await?);
+            // Forwarding: the origins read at three times the clients' rate, so that a
+            // store-and-forward proxy's forward of a whole body takes a while (on 127.0.0.1
+            // it would take milliseconds, and whether the restart meets it would be chance),
+            // while a streaming proxy's uploads are not slowed.
+            let client_rate = (plan.size as f64 / plan.upload_time.as_secs_f64()) as u64;
+            let (at, first_read_rate, read_rate) = match timing {
+                Timing::Streaming => (plan.upload_time / 3, None, None),
+                Timing::Forwarding => (plan.upload_time, Some(client_rate * 3), None),
+                Timing::SlowReplacement => (plan.upload_time / 3, None, Some(plan.slow_read_rate)),
+            };
+            let schedule = Schedule {
+                timing,
+                at,
+                origins: 3,
+                first_read_rate,
+                read_rate,
+            };
+            rows.push(run_one(&bins, contender, schedule, plan).await?);
         }
     }
     rows.sort_by_key(|row| {
@@ -209,6 +239,47 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
         (timings.iter().position(|t| *t == row.timing), at)
     });
     report::restart(&plan, &rows, &notes)
+}
+
+/// `ours`, then each of `peers` whose binary is installed; a note per peer binary found
+/// (its version) or missing (skipped).
+pub(crate) fn contenders(
+    bins: &Bins,
+    ours: &[Contender],
+    peers: &[Peer],
+) -> (Vec<Contender>, Vec<String>) {
+    let mut contenders = ours.to_vec();
+    let mut notes = Vec::new();
+    for (name, bin, family) in [
+        (
+            "nginx",
+            &bins.nginx,
+            [Peer::NginxStreaming, Peer::NginxBuffered],
+        ),
+        (
+            "HAProxy",
+            &bins.haproxy,
+            [Peer::Haproxy, Peer::HaproxyBigBuffer],
+        ),
+    ] {
+        let wanted: Vec<Peer> = family.into_iter().filter(|p| peers.contains(p)).collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        match bin {
+            Some(bin) => {
+                notes.push(format!("{name}: {}", bins::version(bin)));
+                contenders.extend(wanted.into_iter().map(Contender::Peer));
+            }
+            None => notes.push(format!(
+                "skipped {name}: not installed (scripts/install-peers.sh installs it)"
+            )),
+        }
+    }
+    for note in &notes {
+        eprintln!("{note}");
+    }
+    (contenders, notes)
 }
 
 /// The proxy in front of the origins.
@@ -276,24 +347,26 @@ impl Front {
                 Ok(proc.totals("replays").unwrap_or(0))
             }
             Front::Peer(mut peer) => {
-                let retried = peer.retried();
+                // Stopped first: the last log lines are then written and read.
                 peer.proc.stop(Duration::from_secs(5)).await?;
-                Ok(retried)
+                Ok(peer.retried())
             }
         }
     }
 }
 
-async fn run_one(
+/// One contender through one restart schedule, with three fresh origins.
+pub(crate) async fn run_one(
     bins: &Bins,
     contender: Contender,
-    timing: Timing,
+    schedule: Schedule,
     plan: Plan,
 ) -> Result<Row, BoxError> {
     let setup = OriginSetup {
         replay: contender == Contender::Ours { replay: true },
         drain: plan.drain,
         settle: plan.settle,
+        read_rate: schedule.first_read_rate,
     };
     let mut origins = Origins::start(bins.origin.clone(), 3, setup).await?;
     let front = Front::start(contender, bins, &origins.addrs(), plan).await?;
@@ -305,46 +378,47 @@ async fn run_one(
         over: plan.upload_time,
         chunk: 64 * 1024,
     };
+    let memory = procs::MemorySampler::start(front.pids());
     let load = tokio::spawn(load::run(front.addr(), plan.uploads, pace));
-    let (restart_at, read_rate) = match timing {
-        Timing::Streaming => (plan.upload_time / 3, None),
-        Timing::Forwarding => (plan.upload_time, None),
-        Timing::SlowReplacement => (plan.upload_time / 3, Some(plan.slow_read_rate)),
-    };
-    tokio::time::sleep(restart_at).await;
-    origins.rolling_restart(read_rate).await?;
+    tokio::time::sleep(schedule.at).await;
+    origins
+        .rolling_restart(schedule.origins, schedule.read_rate)
+        .await?;
     let outcomes = load.await?;
 
     // Read from /proc while the proxy's processes are alive.
+    let proxy_peak_memory = memory.stop();
     let pids = front.pids();
-    let proxy_peak_rss = pids.iter().filter_map(|p| procs::peak_rss(*p)).sum();
     let proxy_disk_writes = pids.iter().filter_map(|p| procs::disk_writes(*p)).sum();
+    let origin_peak_rss = origins.peak_rss();
     let retried = front.stop().await?;
-    let upstream_bytes = origins.stop().await?;
-    Ok(summarize(
-        contender,
-        timing,
-        &outcomes,
-        proxy_peak_rss,
-        proxy_disk_writes,
-        upstream_bytes,
-        retried,
-    ))
+    let (upstream_bytes, missing) = origins.stop().await?;
+    let mut row = summarize(contender, schedule.timing, &outcomes);
+    if missing > 0 {
+        row.errors.push(format!(
+            "{missing} origin processes printed no totals: upstream bytes undercounted"
+        ));
+    }
+    row.proxy_peak_memory = proxy_peak_memory;
+    row.proxy_disk_writes = proxy_disk_writes;
+    row.upstream_bytes = upstream_bytes;
+    row.retried = retried;
+    row.origin_peak_rss = origin_peak_rss;
+    Ok(row)
 }
 
-fn summarize(
-    contender: Contender,
-    timing: Timing,
-    outcomes: &[Outcome],
-    proxy_peak_rss: u64,
-    proxy_disk_writes: u64,
-    upstream_bytes: u64,
-    retried: u64,
-) -> Row {
-    let mut latencies: Vec<Duration> = outcomes.iter().map(|o| o.latency).collect();
+/// The clients' side of a row; the proxy's and origins' figures are filled in by the caller.
+fn summarize(contender: Contender, timing: Timing, outcomes: &[Outcome]) -> Row {
+    // Latencies of the uploads that succeeded: a quick reset must not look fast.
+    let mut latencies: Vec<Duration> = outcomes
+        .iter()
+        .filter(|o| o.ok)
+        .map(|o| o.latency)
+        .collect();
     latencies.sort_unstable();
     let mut answers: Vec<Duration> = outcomes
         .iter()
+        .filter(|o| o.ok)
         .filter_map(|o| o.last_byte_to_answer)
         .collect();
     answers.sort_unstable();
@@ -363,17 +437,18 @@ fn summarize(
         latency_p50: quantile(&latencies, 0.50),
         latency_p99: quantile(&latencies, 0.99),
         last_byte_to_answer_p50: (!answers.is_empty()).then(|| quantile(&answers, 0.50)),
-        proxy_peak_rss,
-        proxy_disk_writes,
-        upstream_bytes,
+        proxy_peak_memory: 0,
+        proxy_disk_writes: 0,
+        upstream_bytes: 0,
         client_bytes_lost: failed.iter().map(|o| o.sent).sum(),
-        retried,
+        retried: 0,
+        origin_peak_rss: 0,
         errors,
     }
 }
 
 /// The `q` quantile of sorted values (nearest rank); zero for none.
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
+pub(crate) fn quantile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
