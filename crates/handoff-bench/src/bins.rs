@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::peers::Peer;
 use crate::BoxError;
 
 #[derive(Debug, Clone)]
@@ -59,6 +60,16 @@ impl Bins {
             nginx: find("nginx"),
             haproxy: find("haproxy"),
         })
+    }
+}
+
+impl Bins {
+    /// The binary that runs `peer`, if installed.
+    pub(crate) fn peer(&self, peer: Peer) -> Option<&Path> {
+        match peer {
+            Peer::NginxStreaming | Peer::NginxBuffered => self.nginx.as_deref(),
+            Peer::Haproxy | Peer::HaproxyBigBuffer => self.haproxy.as_deref(),
+        }
     }
 }
 

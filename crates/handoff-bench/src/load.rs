@@ -70,20 +70,6 @@ pub(crate) async fn run(proxy: SocketAddr, count: usize, pace: Pace) -> Vec<Outc
     outcomes
 }
 
-/// A chunk of bytes that depends on `seed`, so that uploads differ.
-fn chunk_of(seed: u64, len: usize) -> Bytes {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    Bytes::from(bytes)
-}
-
 async fn upload(
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Channel<Bytes, Infallible>>,
     proxy: SocketAddr,
@@ -98,7 +84,8 @@ async fn upload(
         .expect("a valid request");
     let response = tokio::spawn(client.request(request));
 
-    let chunk = chunk_of(seed, pace.chunk);
+    // Bytes that depend on the upload, so that uploads differ.
+    let chunk = crate::random::bytes(seed, pace.chunk);
     let chunks = pace.size.div_ceil(pace.chunk as u64).max(1);
     let step = pace.over.div_f64(chunks as f64);
     let mut hash = Sha256::new();

@@ -23,6 +23,7 @@ mod origins;
 mod overhead;
 mod peers;
 mod procs;
+mod random;
 mod report;
 mod restart;
 mod resume;

@@ -260,14 +260,10 @@ async fn large_uploads(
         let crate::restart::Contender::Peer(peer) = contender else {
             continue;
         };
-        let bin = match peer {
-            Peer::NginxStreaming | Peer::NginxBuffered => bins.nginx.as_ref(),
-            Peer::Haproxy | Peer::HaproxyBigBuffer => bins.haproxy.as_ref(),
-        };
-        if let Some(bin) = bin {
-            let running = RunningPeer::start(peer, bin, &addrs, size).await?;
-            carriers.push((peer.label().to_owned(), Carrier::Peer(running)));
-        }
+        // `contenders` lists installed peers only.
+        let bin = bins.peer(peer).ok_or("the peer is not installed")?;
+        let running = RunningPeer::start(peer, bin, &addrs, size).await?;
+        carriers.push((peer.label().to_owned(), Carrier::Peer(running)));
     }
     // The peers' health checks see every origin up.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -313,11 +313,7 @@ impl Front {
                 Ok(Front::Ours(proc, addr))
             }
             Contender::Peer(peer) => {
-                let bin = match peer {
-                    Peer::NginxStreaming | Peer::NginxBuffered => bins.nginx.as_ref(),
-                    Peer::Haproxy | Peer::HaproxyBigBuffer => bins.haproxy.as_ref(),
-                };
-                let bin = bin.ok_or("the peer is not installed")?;
+                let bin = bins.peer(peer).ok_or("the peer is not installed")?;
                 Ok(Front::Peer(
                     RunningPeer::start(peer, bin, origins, plan.size).await?,
                 ))

@@ -22,6 +22,7 @@ use tokio::process::Command;
 
 use crate::bins::Bins;
 use crate::procs::Proc;
+use crate::random::xorshift;
 use crate::report;
 use crate::BoxError;
 
@@ -119,7 +120,7 @@ async fn run_client(
     let mut walls = Vec::new();
     let mut resent = 0;
     for upload in 0..uploads {
-        let data = data_of(upload as u64, size);
+        let data = crate::random::bytes(upload as u64, size as usize);
         relay.schedule(cut_offsets(upload as u64, size, cuts));
         eprintln!("resume: {} / upload {}/{uploads}", kind.label(), upload + 1);
         // Written before the clock starts: only the upload is timed.
@@ -211,36 +212,17 @@ async fn start_over_upload(relay: SocketAddr, data: Bytes, attempts: usize) -> b
     false
 }
 
-/// Bytes that depend on `seed`.
-fn data_of(seed: u64, size: u64) -> Bytes {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let bytes: Vec<u8> = (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    Bytes::from(bytes)
-}
-
 /// `cuts` offsets, each within the first `size / (cuts + 1)` bytes of a connection (past
 /// 256 KiB), so that every connection of a resumed upload is long enough to be cut.
 fn cut_offsets(seed: u64, size: u64, cuts: usize) -> VecDeque<u64> {
-    let mut state = seed
+    let state = seed
         .wrapping_add(0x0005_DEEC_E66D)
-        .wrapping_mul(0x2545_F491_4F6C_DD1D)
-        | 1;
+        .wrapping_mul(0x2545_F491_4F6C_DD1D);
     let low = 256 * 1024;
     let high = (size / (cuts as u64 + 1)).max(low + 1);
-    (0..cuts)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            low + state % (high - low)
-        })
+    xorshift(state)
+        .take(cuts)
+        .map(|word| low + word % (high - low))
         .collect()
 }
 
